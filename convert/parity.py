@@ -1,0 +1,55 @@
+"""Numerical parity of a converted file against the Keras model it came from."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge_infer.gradcam import gradcam_from_features
+from edge_infer.runtimes import Runtime
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r of two arrays; 1.0 when both are constant and equal, 0.0 when only one is."""
+    a = np.asarray(a, np.float64).ravel()
+    b = np.asarray(b, np.float64).ravel()
+    a, b = a - a.mean(), b - b.mean()
+    denom = np.sqrt((a * a).sum() * (b * b).sum())
+    if denom == 0:
+        return 1.0 if np.allclose(a, b) else 0.0
+    return float((a * b).sum() / denom)
+
+
+def keras_reference(export_model, x: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and feature maps of the float32 Keras model."""
+    probs, feats = export_model.predict(x, batch_size=batch_size, verbose=0)
+    return np.asarray(probs), np.asarray(feats)
+
+
+def measure_parity(runtime: Runtime, x: np.ndarray, labels: np.ndarray, ref_probs: np.ndarray,
+                   ref_features: np.ndarray, head: dict[str, np.ndarray]) -> dict:
+    """Run ``runtime`` on each image and compare with the Keras reference.
+
+    Returns:
+        ``n``, ``top1_agreement``, ``mean_abs_dp``, ``max_abs_dp`` (probabilities),
+        ``gradcam_r_mean``/``gradcam_r_min`` (Pearson r of the numpy Grad-CAM from this format's
+        feature map vs from Keras's, for the Keras top class), ``accuracy`` and ``keras_accuracy``.
+    """
+    probs, rs = [], []
+    for i in range(len(x)):
+        out = runtime.run(x[i : i + 1])
+        probs.append(out["probabilities"][0])
+        top = int(ref_probs[i].argmax())
+        rs.append(pearson(gradcam_from_features(out["features"][0], head, top),
+                          gradcam_from_features(ref_features[i], head, top)))
+    probs = np.asarray(probs, np.float64)
+    dp = np.abs(probs - ref_probs)
+    return {
+        "n": int(len(x)),
+        "top1_agreement": float((probs.argmax(1) == ref_probs.argmax(1)).mean()),
+        "mean_abs_dp": float(dp.mean()),
+        "max_abs_dp": float(dp.max()),
+        "gradcam_r_mean": float(np.mean(rs)),
+        "gradcam_r_min": float(np.min(rs)),
+        "accuracy": float((probs.argmax(1) == labels).mean()),
+        "keras_accuracy": float((ref_probs.argmax(1) == labels).mean()),
+    }

@@ -1,0 +1,74 @@
+"""The trained Keras model as conversion sees it: loaded with its training config, and rebuilt
+as the two-output graph (probabilities + the feature map the head pools) that every format ships."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from train.model import GAP_LAYER, INPUT_NAME, head_weights
+from train.trainer import CONFIG_FILE
+
+PROBS_OUTPUT = "probabilities"
+FEATURES_OUTPUT = "features"
+
+
+@dataclass
+class SourceModel:
+    """A trained model plus what conversion needs to know about it."""
+
+    path: Path
+    model: object  # keras.Model (probabilities only)
+    export: object  # keras.Model with outputs [probabilities, features]
+    config: dict
+    feature_layer: str
+
+    @property
+    def input_size(self) -> int:
+        return int(self.config["preprocess"]["size"])
+
+    def head(self):
+        return head_weights(self.model)
+
+
+def load_source(model_path: str | Path) -> SourceModel:
+    """Load ``model.keras`` and the ``config.json`` that ``kneeoa train`` wrote beside it.
+
+    Raises:
+        FileNotFoundError: when the config is missing.
+        ValueError: when the model has no ``gap`` layer (not a model ``kneeoa train`` built).
+    """
+    import keras
+
+    path = Path(model_path)
+    config_path = path.with_name(CONFIG_FILE)
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path}: training config not found beside {path.name} (written by `kneeoa train`)")
+    config = json.loads(config_path.read_text())
+    model = keras.saving.load_model(path, compile=False)
+    return SourceModel(path, model, two_output_model(model), config, _feature_layer_name(model))
+
+
+def _feature_layer_name(model) -> str:
+    try:
+        gap = model.get_layer(GAP_LAYER)
+    except ValueError:
+        raise ValueError(f"model {model.name!r} has no {GAP_LAYER!r} layer; convert only models built by `kneeoa train`") from None
+    return gap.input._keras_history.operation.name
+
+
+def two_output_model(model):
+    """The same graph with two named outputs: ``probabilities`` and ``features``."""
+    import keras
+
+    features = model.get_layer(GAP_LAYER).input
+    probs = keras.layers.Identity(name=PROBS_OUTPUT)(model.output)
+    feats = keras.layers.Identity(name=FEATURES_OUTPUT)(features)
+    return keras.Model(model.input, [probs, feats], name=f"{model.name}_edge")
+
+
+def input_signature(size: int):
+    import tensorflow as tf
+
+    return [tf.TensorSpec((None, size, size, 3), tf.float32, name=INPUT_NAME)]

@@ -1,0 +1,165 @@
+"""The Python entry point: ``Classifier(model_dir, format, threads).predict(path_or_array)``."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import InputImageError, RuntimeUnavailableError
+from .formats import FORMATS
+from .gradcam import cam_to_image, gradcam_from_features
+from .manifest import Manifest, load_manifest
+from .preprocess import MIN_SIDE, load_grayscale, prepare_gray, to_model_input
+from .runtimes import Runtime, engine_available, open_runtime
+
+log = logging.getLogger(__name__)
+
+
+def default_model_dir() -> Path:
+    """The shipped default model: installed as package data, or ``models/default`` in a checkout."""
+    spec = importlib.util.find_spec("kneeoa_models")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            candidate = Path(location) / "default"
+            if candidate.is_dir():
+                return candidate
+    return Path(__file__).resolve().parent.parent / "models" / "default"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The result for one knee image.
+
+    Attributes:
+        label: Screening result (``"Normal"``/``"Osteoarthritis"``) for a model with a screening
+            grouping; otherwise the top class.
+        kl_grade: The most probable KL grade, or ``None`` for a model that does not grade KL.
+        probabilities: Class name → probability.
+        oa_probability: Summed probability of the positive classes (KL ≥ 2), or ``None``.
+        class_index: Index of the top class (the class the heatmap explains).
+        cam: Grad-CAM map in [0, 1] over the original image, ``(height, width)``.
+        image: The input as ``uint8`` grey at its original size (for overlays).
+    """
+
+    label: str
+    kl_grade: int | None
+    probabilities: dict[str, float]
+    oa_probability: float | None
+    class_index: int
+    cam: np.ndarray
+    image: np.ndarray
+
+    def to_record(self, source: str, heatmap: str | None = None) -> dict:
+        """The JSON record ``edge-infer --json`` prints."""
+        return {
+            "input": source,
+            "label": self.label,
+            "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+            "oa_probability": None if self.oa_probability is None else round(self.oa_probability, 6),
+            "kl_grade": self.kl_grade,
+            "heatmap": heatmap,
+        }
+
+
+class Classifier:
+    """A knee-OA classifier on the edge runtime (onnxruntime or LiteRT; no TensorFlow).
+
+    Args:
+        model_dir: Directory with ``manifest.json``; default: the shipped default model.
+        format: Format name from :data:`edge_infer.formats.FORMATS`; default: the manifest's
+            ``default_format``, or the first shipped format whose engine is installed.
+        threads: Inference threads (default: the engine's choice for onnxruntime, all cores for LiteRT).
+        verbose: Let runtime banners through to stderr.
+
+    Raises:
+        ManifestError: missing/invalid manifest, missing or corrupt artifact, or a model whose
+            inputs/outputs differ from the manifest.
+        RuntimeUnavailableError: the format's engine is not installed (names the extra).
+    """
+
+    def __init__(self, model_dir: str | Path | None = None, format: str | None = None,
+                 threads: int | None = None, verbose: bool = False):
+        self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
+        self.manifest: Manifest = load_manifest(self.model_dir)
+        self.format = format or self._pick_format()
+        m = self.manifest
+        size, ch = m.preprocess.size, m.preprocess.channels
+        self._runtime: Runtime = open_runtime(
+            FORMATS[self.format],
+            m.artifact_path(self.format),
+            m.outputs,
+            input_shape=(None, size, size, ch),
+            output_shapes={"probabilities": (None, len(m.classes)), "features": (None, *m.feature_shape)},
+            threads=threads,
+            verbose=verbose,
+        )
+        self._head = m.load_head()
+
+    def _pick_format(self) -> str:
+        m = self.manifest
+        if engine_available(m.artifacts[m.default_format].format.engine):
+            return m.default_format
+        for name, art in m.artifacts.items():
+            if engine_available(art.format.engine):
+                log.info("%s needs %s, which is not installed; using %s", m.default_format, FORMATS[m.default_format].engine.value, name)
+                return name
+        raise RuntimeUnavailableError(
+            f"{self.model_dir}: no installed engine runs its formats ({', '.join(m.artifacts)}); "
+            'pip install "kneeoa" for onnxruntime or "kneeoa[tflite]" for LiteRT'
+        )
+
+    def predict(self, image: str | Path | np.ndarray) -> Prediction:
+        """Classify one knee image: a file path, or a ``uint8`` array (grey ``(H, W)`` or RGB ``(H, W, 3)``).
+
+        Raises:
+            InputImageError: the file or array is not a usable knee image.
+        """
+        gray = load_grayscale(image) if isinstance(image, (str, Path)) else _array_to_gray(image)
+        small, pad = prepare_gray(gray, self.manifest.preprocess.size)
+        out = self._runtime.run(to_model_input(small, self.manifest.preprocess))
+        probs = out["probabilities"][0].astype(np.float64)
+        top = int(probs.argmax())
+        cam = cam_to_image(gradcam_from_features(out["features"][0], self._head, top), pad)
+        return self._prediction(probs, top, cam, gray)
+
+    def _prediction(self, probs: np.ndarray, top: int, cam: np.ndarray, gray: np.ndarray) -> Prediction:
+        m = self.manifest
+        oa = None
+        label = m.classes[top]
+        if m.screening:
+            oa = float(probs[m.positive_indices].sum())
+            s = m.screening
+            label = s["positive_label"] if oa >= s["threshold"] else s["negative_label"]
+        return Prediction(
+            label=label,
+            kl_grade=m.kl_grades[top] if m.kl_grades is not None else None,
+            probabilities={c: float(p) for c, p in zip(m.classes, probs)},
+            oa_probability=oa,
+            class_index=top,
+            cam=cam,
+            image=gray,
+        )
+
+    def close(self) -> None:
+        self._runtime.close()
+
+    def __enter__(self) -> Classifier:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _array_to_gray(arr: np.ndarray) -> np.ndarray:
+    a = np.asarray(arr)
+    if a.dtype != np.uint8 or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise InputImageError("<array>", f"expected a uint8 (H, W) or (H, W, 3|4) array, got {a.dtype} {a.shape}")
+    gray = a if a.ndim == 2 else np.asarray(Image.fromarray(a[..., :3]).convert("L"))
+    if min(gray.shape) < MIN_SIDE:
+        raise InputImageError("<array>", f"image too small ({gray.shape[1]}×{gray.shape[0]} px)")
+    return gray

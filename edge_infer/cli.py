@@ -1,0 +1,118 @@
+"""``edge-infer``: classify knee X-rays on the device. Thin: parse, call :class:`Classifier`, format.
+
+Each input gives one line (or one JSON object with ``--json``) on stdout. A bad input gives one
+line on stderr naming the file and the problem, an ``{"input", "error"}`` record in ``--json``
+mode, and the batch goes on; the exit status is 1 if any input failed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from .errors import KneeOAError
+from .formats import FORMAT_NAMES
+from .preprocess import IMAGE_SUFFIXES
+
+
+def expand_inputs(inputs: tuple[Path, ...]) -> Iterator[Path]:
+    """Files as given; folders expanded recursively to their image files, sorted."""
+    for item in inputs:
+        if item.is_dir():
+            yield from sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            yield item
+
+
+class HeatmapWriter:
+    """Writes ``<stem>_gradcam.png`` overlays, never overwriting one from the same run."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._used: set[str] = set()
+
+    def write(self, source: Path, prediction) -> Path:
+        from PIL import Image
+
+        from .gradcam import overlay
+
+        stem, n = source.stem, 1
+        name = f"{stem}_gradcam.png"
+        while name in self._used:
+            n += 1
+            name = f"{stem}_{n}_gradcam.png"
+        self._used.add(name)
+        path = self.directory / name
+        Image.fromarray(overlay(prediction.image, prediction.cam)).save(path)
+        return path
+
+
+def describe(source: str, record: dict) -> str:
+    """One readable line for a result record."""
+    probs = "  ".join(f"{k} {v:.2f}" for k, v in record["probabilities"].items())
+    parts = [source]
+    if record["kl_grade"] is not None:
+        parts.append(f"KL {record['kl_grade']}")
+    parts.append(record["label"])
+    if record["oa_probability"] is not None:
+        parts.append(f"P(OA) {record['oa_probability']:.2f}")
+    parts.append(probs)
+    if record["heatmap"]:
+        parts.append(f"heatmap {record['heatmap']}")
+    return " | ".join(parts)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), help="Model directory with manifest.json [default: the shipped model].")
+@click.option("--format", "format_name", type=click.Choice(FORMAT_NAMES), help="Model format [default: the manifest's].")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout.")
+@click.option("--heatmap-dir", type=click.Path(file_okay=False, path_type=Path), help="Write a Grad-CAM overlay PNG per input here.")
+@click.option("--threads", type=click.IntRange(min=1), help="Inference threads.")
+@click.option("-v", "--verbose", is_flag=True, help="Show runtime banners and debug logs.")
+@click.version_option(package_name="kneeoa")
+def main(inputs, model_dir, format_name, as_json, heatmap_dir, threads, verbose) -> None:
+    """Grade knee X-rays (Kellgren–Lawrence 0–4) and screen for osteoarthritis (KL ≥ 2).
+
+    INPUT: image files, or folders (searched recursively for .png/.jpg/.tif/.bmp).
+    Not a diagnostic device: a screening aid for single-knee crops.
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    from .classifier import Classifier
+
+    try:
+        classifier = Classifier(model_dir, format=format_name, threads=threads, verbose=verbose)
+    except KneeOAError as e:
+        raise click.ClickException(str(e)) from None
+    heatmaps = HeatmapWriter(heatmap_dir) if heatmap_dir else None
+    failed = 0
+    with classifier:
+        for path in expand_inputs(inputs):
+            source = str(path)
+            try:
+                pred = classifier.predict(path)
+                heatmap = str(heatmaps.write(path, pred)) if heatmaps else None
+                record = pred.to_record(source, heatmap)
+            except KneeOAError as e:
+                failed += 1
+                _report_failure(source, str(e), as_json)
+                continue
+            except Exception as e:  # one file must never take the batch down
+                failed += 1
+                _report_failure(source, f"{source}: unexpected {type(e).__name__}: {e}", as_json)
+                continue
+            click.echo(json.dumps(record) if as_json else describe(source, record))
+    sys.exit(1 if failed else 0)
+
+
+def _report_failure(source: str, message: str, as_json: bool) -> None:
+    message = " ".join(message.split())
+    click.echo(f"error: {message}", err=True)
+    if as_json:
+        click.echo(json.dumps({"input": source, "error": message}))

@@ -1,0 +1,181 @@
+"""The model directory's ``manifest.json``: reading, validation and artifact checksums.
+
+A model directory holds ``manifest.json``, one file per format and ``head.npz`` (the head's dense
+weights for Grad-CAM; loaded with ``allow_pickle=False``). The manifest is the contract between
+``convert`` and the device: classes, screening grouping, preprocessing, output names and shapes,
+and each artifact's format, file and sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ManifestError
+from .formats import FORMATS, ModelFormat
+from .preprocess import PreprocessSpec
+
+MANIFEST_FILE = "manifest.json"
+SCHEMA_VERSION = 1
+OUTPUT_ROLES = ("probabilities", "features")
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One converted file listed in the manifest."""
+
+    format: ModelFormat
+    file: str
+    sha256: str
+    info: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A parsed, validated ``manifest.json``.
+
+    Attributes:
+        model_dir: Directory the manifest was read from.
+        name: Model name.
+        classes: Class names in output order.
+        kl_grades: KL grade of each class, or ``None`` for a model that does not grade KL.
+        screening: ``positive_classes``, ``positive_label``, ``negative_label``, ``threshold``; or ``None``.
+        preprocess: Input size, channels and value range.
+        outputs: Role (``probabilities``/``features``) → output name in the model files.
+        feature_shape: ``(height, width, channels)`` of the feature map.
+        artifacts: Format name → artifact, in registry order.
+        default_format: Format used when none is asked for.
+        data: The raw JSON.
+    """
+
+    model_dir: Path
+    name: str
+    classes: list[str]
+    kl_grades: list[int] | None
+    screening: dict | None
+    preprocess: PreprocessSpec
+    outputs: dict[str, str]
+    feature_shape: tuple[int, int, int]
+    artifacts: dict[str, Artifact]
+    default_format: str
+    data: dict
+
+    def artifact_path(self, fmt: str, verify_checksum: bool = True) -> Path:
+        """Path of a format's file, after checking it exists and matches its sha256.
+
+        Raises:
+            ManifestError: when the format is not in this model directory, its file is missing,
+                or its checksum differs from the manifest's.
+        """
+        if fmt not in self.artifacts:
+            raise ManifestError(
+                f"{self.model_dir}: no {fmt!r} model here; available: {', '.join(self.artifacts) or 'none'}"
+            )
+        art = self.artifacts[fmt]
+        path = self.model_dir / art.file
+        if not path.is_file():
+            raise ManifestError(f"{path}: listed in {MANIFEST_FILE} as {fmt} but missing; rebuild it with `kneeoa convert`")
+        if verify_checksum:
+            actual = sha256_file(path)
+            if actual != art.sha256:
+                raise ManifestError(f"{path}: sha256 {actual[:12]}… does not match the manifest's {art.sha256[:12]}…; the file is corrupt or was replaced")
+        return path
+
+    @property
+    def positive_indices(self) -> list[int]:
+        if not self.screening:
+            return []
+        return [self.classes.index(c) for c in self.screening["positive_classes"]]
+
+    def load_head(self) -> dict[str, np.ndarray]:
+        """The head's dense weights for numpy Grad-CAM, checked against the manifest's sha256."""
+        head = self.data["gradcam_head"]
+        path = self.model_dir / head["file"]
+        if not path.is_file():
+            raise ManifestError(f"{path}: Grad-CAM head weights missing")
+        if sha256_file(path) != head["sha256"]:
+            raise ManifestError(f"{path}: sha256 does not match the manifest; the file is corrupt or was replaced")
+        with np.load(path, allow_pickle=False) as npz:
+            weights = {k: npz[k].astype(np.float32) for k in npz.files}
+        c, n = self.feature_shape[2], len(self.classes)
+        hidden = weights.get("w_hidden")
+        expected = {"w_logits": ((hidden.shape[1] if hidden is not None else c), n)}
+        if hidden is not None:
+            expected["w_hidden"] = (c, hidden.shape[1])
+        for key, shape in expected.items():
+            if key not in weights or weights[key].shape != shape:
+                got = weights[key].shape if key in weights else "nothing"
+                raise ManifestError(f"{path}: {key} expected shape {shape}, got {got}")
+        return weights
+
+
+def load_manifest(model_dir: str | Path) -> Manifest:
+    """Read and validate ``model_dir/manifest.json``.
+
+    Raises:
+        ManifestError: naming the file and the problem (missing, not JSON, missing keys,
+            unknown formats, inconsistent classes).
+    """
+    model_dir = Path(model_dir)
+    path = model_dir / MANIFEST_FILE
+    if not model_dir.is_dir():
+        raise ManifestError(f"{model_dir}: model directory not found")
+    if not path.is_file():
+        raise ManifestError(f"{path}: not found; a model directory needs the manifest that `kneeoa convert` writes")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{path}: not valid JSON ({e})") from None
+    try:
+        return _parse(model_dir, data)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ManifestError(f"{path}: malformed manifest ({type(e).__name__}: {e})") from None
+
+
+def _parse(model_dir: Path, data: dict) -> Manifest:
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"schema_version {data.get('schema_version')!r}, this edge_infer reads {SCHEMA_VERSION}")
+    classes = list(data["classes"])
+    kl = data.get("kl_grades")
+    if kl is not None and len(kl) != len(classes):
+        raise ValueError("kl_grades and classes differ in length")
+    outputs = {role: data["outputs"][role]["name"] for role in OUTPUT_ROLES}
+    artifacts = {}
+    for name in FORMATS:
+        if name in data["artifacts"]:
+            a = data["artifacts"][name]
+            artifacts[name] = Artifact(FORMATS[name], a["file"], a["sha256"], a)
+    unknown = set(data["artifacts"]) - set(FORMATS)
+    if unknown:
+        raise ValueError(f"unknown formats {sorted(unknown)}")
+    default = data["default_format"]
+    if default not in artifacts:
+        raise ValueError(f"default_format {default!r} is not among the artifacts {list(artifacts)}")
+    screening = data.get("screening")
+    if screening and not set(screening["positive_classes"]) <= set(classes):
+        raise ValueError("screening.positive_classes are not all classes")
+    return Manifest(
+        model_dir=model_dir,
+        name=data.get("name", model_dir.name),
+        classes=classes,
+        kl_grades=kl,
+        screening=screening,
+        preprocess=PreprocessSpec.from_dict(data["preprocess"]),
+        outputs=outputs,
+        feature_shape=tuple(int(v) for v in data["outputs"]["features"]["shape"][-3:]),
+        artifacts=artifacts,
+        default_format=default,
+        data=data,
+    )

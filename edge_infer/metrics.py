@@ -1,0 +1,75 @@
+"""Classification metrics in plain numpy, shared by training, conversion checks and evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts with true classes on rows and predicted classes on columns."""
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(cm, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
+    return cm
+
+
+def quadratic_weighted_kappa(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Cohen's kappa with quadratic weights, the usual agreement measure for ordinal KL grades."""
+    cm = confusion_matrix(y_true, y_pred, n_classes).astype(np.float64)
+    n = cm.sum()
+    if n == 0:
+        return float("nan")
+    idx = np.arange(n_classes)
+    weights = (idx[:, None] - idx[None, :]) ** 2 / max((n_classes - 1) ** 2, 1)
+    expected = np.outer(cm.sum(1), cm.sum(0)) / n
+    denom = (weights * expected).sum()
+    return float(1.0 - (weights * cm).sum() / denom) if denom > 0 else float("nan")
+
+
+def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve (Mann–Whitney U, ties counted half); NaN with one class only."""
+    y = np.asarray(y_true, bool)
+    s = np.asarray(score, np.float64)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), np.float64)
+    sorted_s = s[order]
+    # average ranks over ties
+    _, first, counts = np.unique(sorted_s, return_index=True, return_counts=True)
+    avg = first + (counts - 1) / 2.0 + 1.0
+    ranks[order] = np.repeat(avg, counts)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def classification_summary(
+    y_true: np.ndarray, probs: np.ndarray, positive_classes: list[int] | None = None
+) -> dict:
+    """Accuracy, balanced accuracy, per-class recall, QWK, MAE and (optionally) screening AUC.
+
+    Args:
+        y_true: Integer class indices.
+        probs: ``(n, n_classes)`` probabilities.
+        positive_classes: Class indices that make up the positive screening group (e.g. KL ≥ 2);
+            when given, ``screening_auc`` is computed from their summed probability.
+    """
+    y_true = np.asarray(y_true, int)
+    probs = np.asarray(probs, np.float64)
+    n_classes = probs.shape[1]
+    y_pred = probs.argmax(1)
+    cm = confusion_matrix(y_true, y_pred, n_classes)
+    support = cm.sum(1)
+    recall = np.where(support > 0, np.diag(cm) / np.maximum(support, 1), np.nan)
+    out = {
+        "n": int(len(y_true)),
+        "accuracy": float((y_pred == y_true).mean()) if len(y_true) else float("nan"),
+        "balanced_accuracy": float(np.nanmean(recall)),
+        "quadratic_weighted_kappa": quadratic_weighted_kappa(y_true, y_pred, n_classes),
+        "mean_absolute_error": float(np.abs(y_pred - y_true).mean()) if len(y_true) else float("nan"),
+        "recall_per_class": [None if np.isnan(r) else float(r) for r in recall],
+        "confusion_matrix": cm.tolist(),
+    }
+    if positive_classes:
+        pos = np.isin(y_true, positive_classes)
+        out["screening_auc"] = roc_auc(pos, probs[:, positive_classes].sum(1))
+    return out

@@ -1,0 +1,150 @@
+"""Inference engines behind one small interface: onnxruntime and LiteRT.
+
+A runtime is created from a model file and the manifest's contract, checks at load time that the
+file's real input and outputs are what the manifest promises (failing with "expected …, got …"),
+and returns outputs by role (``probabilities``, ``features``), never by position.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelContractError, RuntimeUnavailableError
+from .formats import Engine, ModelFormat
+from .quiet import native_output_to
+
+LITERT_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
+TFLITE_SIGNATURE = "serve"
+
+
+def engine_available(engine: Engine) -> bool:
+    """Whether the engine's Python package is installed (without importing it)."""
+    if engine is Engine.ONNXRUNTIME:
+        return importlib.util.find_spec("onnxruntime") is not None
+    return any(importlib.util.find_spec(m.split(".")[0]) is not None for m in LITERT_MODULES)
+
+
+class Runtime(ABC):
+    """Runs one model file.
+
+    Contract: input ``float32`` ``(1, size, size, channels)`` preprocessed as the manifest says;
+    :meth:`run` returns ``{"probabilities": (1, n_classes), "features": (1, h, w, c)}``.
+
+    Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, path: Path, outputs: dict[str, str], input_shape: tuple, output_shapes: dict[str, tuple]):
+        self.path = Path(path)
+        self.outputs = outputs
+        self.expected_input = tuple(input_shape)
+        self.expected_outputs = {k: tuple(v) for k, v in output_shapes.items()}
+
+    @abstractmethod
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Run one preprocessed batch of one image; returns outputs by role."""
+
+    def close(self) -> None:
+        """Release the engine's session or interpreter."""
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _verify_contract(self, n_inputs: int, input_shape: tuple, found: dict[str, tuple]) -> None:
+        """Compare the file's real input and outputs with the manifest's; raise "expected …, got …"."""
+        if n_inputs != 1:
+            raise ModelContractError(f"{self.path}: expected 1 input, got {n_inputs}")
+        self._check("input", self.expected_input, input_shape)
+        for role, name in self.outputs.items():
+            if name not in found:
+                raise ModelContractError(f"{self.path}: expected an output named {name!r} ({role}), got {sorted(found)}")
+            self._check(f"output {name!r}", self.expected_outputs[role], found[name])
+
+    def _check(self, what: str, expected: tuple, got: tuple) -> None:
+        # Dynamic dimensions (None, -1, symbolic names) match anything.
+        ok = len(expected) == len(got) and all(
+            not isinstance(g, int) or g in (-1, 0) or e is None or e == g for e, g in zip(expected, got)
+        )
+        if not ok:
+            raise ModelContractError(f"{self.path}: {what} expected shape {expected}, got {tuple(got)}")
+
+
+class OnnxRuntime(Runtime):
+    """An ``.onnx`` file in onnxruntime's CPU execution provider."""
+
+    def __init__(self, path, outputs, input_shape, output_shapes, threads: int | None = None):
+        super().__init__(path, outputs, input_shape, output_shapes)
+        if not engine_available(Engine.ONNXRUNTIME):
+            raise RuntimeUnavailableError('ONNX formats need onnxruntime: pip install "kneeoa"')
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ModelContractError(f"{path}: onnxruntime cannot load it ({e})") from None
+        inp = self._session.get_inputs()
+        self._input = inp[0].name
+        found = {o.name: tuple(o.shape) for o in self._session.get_outputs()}
+        self._verify_contract(len(inp), tuple(inp[0].shape), found)
+        self._names = [outputs[r] for r in outputs]
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        values = self._session.run(self._names, {self._input: x})
+        return dict(zip(self.outputs, values))
+
+
+def _litert_interpreter_class():
+    for module in LITERT_MODULES:
+        if importlib.util.find_spec(module.split(".")[0]) is not None:
+            return importlib.import_module(module).Interpreter
+    raise RuntimeUnavailableError('TFLite formats need LiteRT: pip install "kneeoa[tflite]"')
+
+
+class LiteRTRuntime(Runtime):
+    """A ``.tflite`` file in LiteRT (``ai-edge-litert``; ``tflite-runtime`` as a fallback), through
+    its ``serve`` signature so outputs are found by name. XNNPACK's banner is kept off stderr."""
+
+    def __init__(self, path, outputs, input_shape, output_shapes, threads: int | None = None, verbose: bool = False):
+        super().__init__(path, outputs, input_shape, output_shapes)
+        interpreter_class = _litert_interpreter_class()
+        with contextlib.nullcontext() if verbose else native_output_to(os.devnull):
+            try:
+                self._interp = interpreter_class(model_path=str(path), num_threads=threads or os.cpu_count() or 1)
+                signatures = self._interp.get_signature_list()
+                if TFLITE_SIGNATURE not in signatures:
+                    raise ModelContractError(f"{path}: expected a {TFLITE_SIGNATURE!r} signature, got {sorted(signatures)}")
+                self._runner = self._interp.get_signature_runner(TFLITE_SIGNATURE)
+            except ValueError as e:
+                raise ModelContractError(f"{path}: LiteRT cannot load it ({e})") from None
+            sig_in = self._runner.get_input_details()
+            self._input, details = next(iter(sig_in.items()))
+            found = {k: tuple(int(v) for v in d["shape"]) for k, d in self._runner.get_output_details().items()}
+            self._verify_contract(len(sig_in), tuple(int(v) for v in details["shape"]), found)
+            # XNNPACK prints its banner at the first invoke: do that here, silenced.
+            self.run(np.zeros([1, *self.expected_input[1:]], np.float32))
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        result = self._runner(**{self._input: x})
+        return {role: result[name] for role, name in self.outputs.items()}
+
+
+def open_runtime(fmt: ModelFormat, path: Path, outputs: dict[str, str], input_shape: tuple,
+                 output_shapes: dict[str, tuple], threads: int | None = None, verbose: bool = False) -> Runtime:
+    """Create the runtime for ``fmt``; raises :class:`RuntimeUnavailableError` naming the extra to install."""
+    if fmt.engine is Engine.LITERT:
+        return LiteRTRuntime(path, outputs, input_shape, output_shapes, threads=threads, verbose=verbose)
+    return OnnxRuntime(path, outputs, input_shape, output_shapes, threads=threads)

@@ -1,0 +1,107 @@
+"""``kneeoa``: the workstation command. Thin: parse options, call library functions, report."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from edge_infer.formats import FORMAT_NAMES
+from train.config import CLASS_WEIGHT_MODES, HEAD_LAYERS
+
+
+def _quiet_tensorflow() -> None:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """Knee-OA screening: train and convert models on a workstation."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+@main.command("train")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--val", "val_dir", type=click.Path(exists=True, file_okay=False), help="Validation folder [default: DATA_DIR/val when DATA_DIR has train/ and val/].")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory (outside the repository); rerun with the same --out to resume.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), help="JSON file of defaults; flags override it.")
+@click.option("--weights", help="imagenet, none (from scratch) or a backbone weights file [default: none].")
+@click.option("--input-size", type=int, help="Square input side, ≥ 75 [default: 75].")
+@click.option("--head-layer", type=click.Choice(HEAD_LAYERS), help="InceptionV3 block the head sits on [default: mixed5].")
+@click.option("--hidden-units", type=int, help="Dense+ReLU width in the head, 0 for none [default: 0].")
+@click.option("--dropout", type=float, help="[default: 0.3]")
+@click.option("--epochs", type=int, help="[default: 20]")
+@click.option("--batch-size", type=int, help="[default: 32]")
+@click.option("--learning-rate", type=float, help="Peak Adam learning rate, cosine decay [default: 1e-3].")
+@click.option("--label-smoothing", type=float, help="[default: 0]")
+@click.option("--class-weight", type=click.Choice(CLASS_WEIGHT_MODES), help="[default: sqrt]")
+@click.option("--rotation-deg", type=float, help="Augmentation: max rotation [default: 10].")
+@click.option("--zoom", type=float, help="Augmentation: zoom fraction [default: 0.15].")
+@click.option("--shift", type=float, help="Augmentation: width/height shift fraction [default: 0.08].")
+@click.option("--flip/--no-flip", default=None, help="Augmentation: horizontal flip [default: on].")
+@click.option("--steps-per-epoch", type=int, help="Cap steps per epoch (smoke runs).")
+@click.option("--seed", type=int, help="[default: 0]")
+def train_cmd(data_dir: Path, val_dir, out_dir, config_file, **options) -> None:
+    """Train InceptionV3 on DATA_DIR (one sub-folder per class; 0..4 = KL grades)."""
+    train_dir = data_dir
+    if val_dir is None:
+        if (data_dir / "train").is_dir() and (data_dir / "val").is_dir():
+            train_dir, val_dir = data_dir / "train", data_dir / "val"
+        else:
+            raise click.UsageError("give --val DIR, or a DATA_DIR holding train/ and val/")
+    _quiet_tensorflow()
+    from train.config import TrainConfig
+    from train.trainer import train
+
+    try:
+        cfg = TrainConfig.from_sources(config_file, train_dir=str(train_dir), val_dir=str(val_dir), out_dir=out_dir, **options)
+    except (ValueError, TypeError) as e:
+        raise click.UsageError(str(e)) from None
+    try:
+        path = train(cfg)
+    except FileNotFoundError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(path)
+
+
+@main.command("convert")
+@click.argument("model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Model directory to write (manifest.json and artifacts).")
+@click.option("--formats", default="onnx-fp32,onnx-int8,tflite-int8", show_default=True, help=f"Comma-separated, or 'all': {', '.join(FORMAT_NAMES)}.")
+@click.option("--calibration", "calibration_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of real images (class sub-folders) for int8 calibration.")
+@click.option("--calibration-size", type=int, default=200, show_default=True, help="Images drawn, class-balanced and shuffled.")
+@click.option("--verify", "verify_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Labelled folder to check every format against Keras [default: the calibration folder].")
+@click.option("--verify-size", type=int, default=200, show_default=True, help="Images drawn from --verify for the parity check.")
+@click.option("--default-format", help="Format edge-infer uses by default [default: first int8 ONNX written].")
+@click.option("--name", help="Model name in the manifest [default: the run's folder name].")
+def convert_cmd(model_path: Path, out_dir: Path, formats: str, **options) -> None:
+    """Convert MODEL_PATH (.keras from `kneeoa train`) to edge formats with a manifest."""
+    names = list(FORMAT_NAMES) if formats.strip() == "all" else [f.strip() for f in formats.split(",") if f.strip()]
+    unknown = [n for n in names if n not in FORMAT_NAMES]
+    if unknown or not names:
+        raise click.BadParameter(f"unknown format(s) {unknown}; choose from {', '.join(FORMAT_NAMES)} or 'all'", param_hint="--formats")
+    if options["default_format"] and options["default_format"] not in names:
+        raise click.BadParameter(f"{options['default_format']!r} is not among the formats written", param_hint="--default-format")
+    _quiet_tensorflow()
+    from convert.pipeline import ConvertOptions, convert_model
+
+    opts = ConvertOptions(formats=tuple(names), **options)
+    try:
+        manifest_path = convert_model(model_path, out_dir, opts)
+    except (FileNotFoundError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(manifest_path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Shared fixtures: synthetic datasets, and one tiny real model trained and converted once per session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from synthetic import synthetic_knee, write_knee_dataset  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+REAL_DATA = REPO.parent / "shared" / "data" / "kneeKL224"
+TEST_SIZE = 75  # the smallest input InceptionV3 accepts: the round trip stays real and fast
+
+
+def pytest_collection_modifyitems(config, items):
+    if REAL_DATA.is_dir():
+        return
+    skip = pytest.mark.skip(reason=f"real data not found at {REAL_DATA}")
+    for item in items:
+        if "realdata" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def knee_dataset(tmp_path_factory) -> Path:
+    """``train/`` and ``val/`` with KL folders 0..4 of synthetic knees."""
+    root = tmp_path_factory.mktemp("knees")
+    write_knee_dataset(root / "train", per_class=8, size=96, seed=1)
+    write_knee_dataset(root / "val", per_class=4, size=96, seed=2)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_run(knee_dataset, tmp_path_factory) -> Path:
+    """A few real training steps of InceptionV3 (to ``mixed5``) at 75 px; returns ``model.keras``."""
+    from train.config import TrainConfig
+    from train.trainer import train
+
+    out = tmp_path_factory.mktemp("run")
+    cfg = TrainConfig(
+        train_dir=str(knee_dataset / "train"), val_dir=str(knee_dataset / "val"), out_dir=str(out),
+        input_size=TEST_SIZE, head_layer="mixed5", hidden_units=16, epochs=2, steps_per_epoch=2, batch_size=8,
+    )
+    return train(cfg)
+
+
+@pytest.fixture(scope="session")
+def model_dir(trained_run, knee_dataset, tmp_path_factory) -> Path:
+    """The trained tiny model converted to every format, with its manifest."""
+    from convert.pipeline import ConvertOptions, convert_model
+    from edge_infer.formats import FORMAT_NAMES
+
+    out = tmp_path_factory.mktemp("model")
+    opts = ConvertOptions(formats=FORMAT_NAMES, calibration_dir=knee_dataset / "train", calibration_size=20,
+                          verify_dir=knee_dataset / "val", verify_size=10)
+    convert_model(trained_run, out, opts)
+    return out
+
+
+@pytest.fixture
+def knee_png(tmp_path) -> Path:
+    path = tmp_path / "knee.png"
+    Image.fromarray(synthetic_knee(3, 128, seed=5)).save(path)
+    return path
+
+
+@pytest.fixture
+def knee_array() -> np.ndarray:
+    return synthetic_knee(2, 128, seed=9)

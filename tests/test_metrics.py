@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_infer.metrics import classification_summary, confusion_matrix, quadratic_weighted_kappa, roc_auc
+
+
+def test_kappa_perfect_chance_and_hand_computed():
+    y = np.array([0, 1, 2, 3, 4, 0, 1, 2])
+    assert quadratic_weighted_kappa(y, y, 5) == pytest.approx(1.0)
+    # Two classes, predictions independent of truth: kappa 0.
+    assert quadratic_weighted_kappa([0, 0, 1, 1], [0, 1, 0, 1], 2) == pytest.approx(0.0)
+    # Hand computation: observed weighted disagreement 1/4 (one pair off by 1 of 2 classes).
+    # O = [[1,1],[0,2]]; E = rows (2,2) x cols (1,3) / 4 = [[.5,1.5],[.5,1.5]]; w = [[0,1],[1,0]]
+    # kappa = 1 - (1) / (1.5 + .5) = 0.5
+    assert quadratic_weighted_kappa([0, 0, 1, 1], [0, 1, 1, 1], 2) == pytest.approx(0.5)
+
+
+def test_auc_ranks_and_ties():
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == pytest.approx(1.0)
+    assert roc_auc([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1]) == pytest.approx(0.0)
+    assert roc_auc([0, 1], [0.5, 0.5]) == pytest.approx(0.5)
+    assert roc_auc([0, 1, 0, 1], [0.1, 0.4, 0.5, 0.8]) == pytest.approx(0.75)
+    assert np.isnan(roc_auc([1, 1], [0.2, 0.3]))
+
+
+def test_summary_fields():
+    probs = np.eye(5)[[0, 1, 2, 3, 4, 4]]
+    y = np.array([0, 1, 2, 3, 4, 3])
+    s = classification_summary(y, probs, positive_classes=[2, 3, 4])
+    assert s["accuracy"] == pytest.approx(5 / 6)
+    assert s["mean_absolute_error"] == pytest.approx(1 / 6)
+    assert s["recall_per_class"][3] == pytest.approx(0.5)
+    assert s["screening_auc"] == pytest.approx(1.0)
+    assert confusion_matrix(y, probs.argmax(1), 5)[3, 4] == 1

@@ -1,0 +1,1 @@
+"""Training of the knee-OA InceptionV3 classifier (workstation side; needs the ``train`` extra)."""

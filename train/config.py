@@ -1,0 +1,95 @@
+"""Training options as one frozen dataclass, separate from the CLI.
+
+A JSON config file may fill the defaults; command-line flags override it. The effective
+configuration is saved beside the trained model as ``config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+HEAD_LAYERS = tuple(f"mixed{i}" for i in range(11))
+"""InceptionV3 blocks the classification head may sit on."""
+
+CLASS_WEIGHT_MODES = ("none", "sqrt", "balanced")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run.
+
+    Attributes:
+        train_dir: Folder with one sub-folder per class (``0``..``4`` for KL grades).
+        val_dir: Validation folder with the same class sub-folders; selects the checkpoint.
+        out_dir: Run directory (keep it outside the repository): checkpoints, logs, model.
+        weights: ``"imagenet"``, ``"none"`` (from scratch) or the path of a weights file for
+            the InceptionV3 backbone without its top.
+        input_size: Square input side; InceptionV3 needs at least 75.
+        head_layer: InceptionV3 block whose feature map the head pools (and Grad-CAM reads).
+        hidden_units: Width of an optional Dense+ReLU layer in the head; 0 for none.
+        dropout: Dropout rate before the output layer.
+        epochs: Number of epochs (the cosine learning-rate schedule spans them all).
+        batch_size: Images per step.
+        learning_rate: Peak Adam learning rate.
+        label_smoothing: Cross-entropy label smoothing.
+        class_weight: ``none``, ``sqrt`` (inverse square-root frequency) or ``balanced``.
+        rotation_deg, zoom, shift, flip: Augmentation strength.
+        select_metric: Validation figure that picks the best checkpoint.
+        steps_per_epoch: Cap on steps per epoch (smoke tests); ``None`` for full epochs.
+        seed: Seed for shuffling, augmentation and initialisation.
+    """
+
+    train_dir: str
+    val_dir: str
+    out_dir: str
+    weights: str = "none"
+    input_size: int = 75
+    head_layer: str = "mixed5"
+    hidden_units: int = 0
+    dropout: float = 0.3
+    epochs: int = 20
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    label_smoothing: float = 0.0
+    class_weight: str = "sqrt"
+    rotation_deg: float = 10.0
+    zoom: float = 0.15
+    shift: float = 0.08
+    flip: bool = True
+    select_metric: str = "quadratic_weighted_kappa"
+    steps_per_epoch: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.input_size < 75:
+            raise ValueError(f"input_size must be at least 75 for InceptionV3, got {self.input_size}")
+        if self.head_layer not in HEAD_LAYERS:
+            raise ValueError(f"head_layer must be one of {', '.join(HEAD_LAYERS)}, got {self.head_layer!r}")
+        if self.class_weight not in CLASS_WEIGHT_MODES:
+            raise ValueError(f"class_weight must be one of {CLASS_WEIGHT_MODES}, got {self.class_weight!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_sources(cls, config_file: str | Path | None = None, **overrides) -> TrainConfig:
+        """Build a config from an optional JSON file, then flags that are not ``None``."""
+        base: dict = {}
+        if config_file:
+            base = json.loads(Path(config_file).read_text())
+            known = {f.name for f in fields(cls)}
+            unknown = sorted(set(base) - known)
+            if unknown:
+                raise ValueError(f"{config_file}: unknown config keys {unknown}")
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**base)
+
+    def with_(self, **changes) -> TrainConfig:
+        return replace(self, **changes)

@@ -1,0 +1,123 @@
+"""Folder datasets: discovery, class-balanced sampling and in-memory loading.
+
+Images go through :mod:`edge_infer.preprocess`, the same code the device runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_infer.errors import InputImageError
+from edge_infer.labels import classes_from_folders
+from edge_infer.preprocess import IMAGE_SUFFIXES, load_grayscale, prepare_gray
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FolderDataset:
+    """Image files of a class-per-folder tree.
+
+    Attributes:
+        root: The folder scanned.
+        folders: Sub-folder names in class order.
+        classes: Class names in output order (``KL0``.. for KL folders).
+        kl_grades: KL grade per class, or ``None`` for plain classes.
+        paths: Image files.
+        labels: Class index of each file.
+    """
+
+    root: Path
+    folders: list[str]
+    classes: list[str]
+    kl_grades: list[int] | None
+    paths: list[Path]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def counts(self) -> list[int]:
+        return np.bincount(self.labels, minlength=len(self.classes)).tolist()
+
+
+def scan_class_folders(root: str | Path, folders: list[str] | None = None) -> FolderDataset:
+    """List the images under ``root/<class>/`` (recursively within each class folder).
+
+    Args:
+        root: Dataset folder.
+        folders: Expected class folders, in class order (e.g. the training set's, when scanning
+            validation data); by default every sub-folder, sorted.
+
+    Raises:
+        FileNotFoundError: when ``root`` or an expected class folder is missing, or no image is found.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: dataset folder not found")
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = sorted(folders) if folders is not None else found
+    missing = [f for f in folders if f not in found]
+    if missing or not folders:
+        raise FileNotFoundError(f"{root}: expected class sub-folders {folders or '(any)'}, found {found}")
+    classes, kl = classes_from_folders(folders)
+    paths, labels = [], []
+    for idx, name in enumerate(folders):
+        files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        paths += files
+        labels += [idx] * len(files)
+    if not paths:
+        raise FileNotFoundError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) in the class folders")
+    return FolderDataset(root, folders, classes, kl, paths, np.asarray(labels, np.int64))
+
+
+def balanced_order(labels: np.ndarray, n: int | None, seed: int = 0) -> np.ndarray:
+    """Indices that take classes in turn (shuffled within and across classes), up to ``n``.
+
+    The first ``k`` indices are as class-balanced as the data allows for every ``k``, and the result
+    is shuffled, so a calibration or smoke subset can be neither ordered nor one-class.
+    """
+    rng = np.random.default_rng(seed)
+    pools = [rng.permutation(np.flatnonzero(labels == c)).tolist() for c in np.unique(labels)]
+    picked: list[int] = []
+    while any(pools) and (n is None or len(picked) < n):
+        for pool in pools:
+            if pool and (n is None or len(picked) < n):
+                picked.append(pool.pop())
+    return rng.permutation(np.asarray(picked, np.int64))
+
+
+def load_images(paths: list[Path], size: int, workers: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Load and prepare images as ``(n, size, size)`` ``uint8``; unreadable files are skipped.
+
+    Returns:
+        The images and the indices (into ``paths``) that loaded.
+    """
+
+    def one(p: Path) -> np.ndarray | None:
+        try:
+            return prepare_gray(load_grayscale(p), size)[0]
+        except InputImageError as e:
+            log.warning("skipped %s", e)
+            return None
+
+    with ThreadPoolExecutor(workers) as pool:
+        images = list(pool.map(one, paths))
+    ok = np.asarray([i for i, im in enumerate(images) if im is not None], np.int64)
+    stack = np.stack([images[i] for i in ok]) if len(ok) else np.zeros((0, size, size), np.uint8)
+    return stack, ok
+
+
+def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> np.ndarray:
+    """Per-class loss weights, normalised so the average sample weight is 1."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    if mode == "none":
+        return np.ones(n_classes)
+    power = 0.5 if mode == "sqrt" else 1.0
+    w = np.where(counts > 0, (counts.sum() / np.maximum(counts, 1)) ** power, 0.0)
+    return w / (w[labels].mean())

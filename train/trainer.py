@@ -1,0 +1,160 @@
+"""The training loop: data in memory, augmentation in ``tf.data``, best-on-validation checkpoint,
+resume after interruption, and a log of every epoch.
+
+Files written to ``out_dir``:
+``model.keras`` (best on validation), ``config.json`` (effective configuration, classes and
+preprocessing), ``epochs.jsonl`` (validation figures per epoch), ``history.csv`` (Keras
+loss/accuracy), ``metrics.json`` (the chosen checkpoint's figures) and ``backup/`` (resume state,
+removed when training completes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge_infer.labels import screening_for
+from edge_infer.metrics import classification_summary
+from edge_infer.preprocess import PreprocessSpec, to_model_input
+
+from .config import TrainConfig
+from .data import FolderDataset, class_weights, load_images, scan_class_folders
+from .model import build_model
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+
+
+def _load_split(ds: FolderDataset, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
+    t0 = time.perf_counter()
+    images, ok = load_images(ds.paths, spec.size)
+    log.info("loaded %d/%d images from %s in %.1f s", len(ok), len(ds), ds.root, time.perf_counter() - t0)
+    return to_model_input(images, spec, channels=1), ds.labels[ok]
+
+
+def _augmenter(cfg: TrainConfig):
+    import keras
+
+    layers = [keras.layers.RandomFlip("horizontal", seed=cfg.seed)] if cfg.flip else []
+    if cfg.rotation_deg:
+        layers.append(keras.layers.RandomRotation(cfg.rotation_deg / 360.0, fill_mode="reflect", seed=cfg.seed))
+    if cfg.zoom:
+        layers.append(keras.layers.RandomZoom(cfg.zoom, fill_mode="reflect", seed=cfg.seed))
+    if cfg.shift:
+        layers.append(keras.layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="reflect", seed=cfg.seed))
+    return keras.Sequential(layers, name="augment")
+
+
+def _dataset(x, y, sample_w, n_classes, cfg: TrainConfig, training: bool):
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, n_classes), sample_w.astype(np.float32)))
+    if training:
+        ds = ds.shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(cfg.batch_size)
+    augment = _augmenter(cfg) if training else None
+
+    def prepare(img, label, w):
+        if augment is not None:
+            img = augment(img, training=True)
+        return tf.repeat(img, 3, axis=-1), label, w
+
+    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def validation_checkpoint(x_val, y_val, out_dir: Path, positive: list[int] | None, metric: str):
+    """A Keras callback: validation figures each epoch, best model saved, best score kept on disk
+    (so a resumed run does not overwrite a better checkpoint with a worse one)."""
+    import keras
+
+    class ValidationCheckpoint(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.best_file = out_dir / "best.json"
+            best = json.loads(self.best_file.read_text()) if self.best_file.exists() else {}
+            self.best = best.get(metric, -np.inf)
+
+        def on_epoch_end(self, epoch, logs=None):
+            probs = self.model.predict(np.repeat(x_val, 3, axis=-1), batch_size=64, verbose=0)
+            summary = classification_summary(y_val, probs, positive)
+            record = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}, "val": summary}
+            with open(out_dir / "epochs.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            score = summary[metric]
+            improved = bool(not np.isfinite(self.best) or score > self.best)
+            if improved:
+                self.best = score
+                self.model.save(out_dir / MODEL_FILE)
+                self.best_file.write_text(json.dumps({metric: score, "epoch": epoch + 1, "val": summary}, indent=2))
+            log.info(
+                "epoch %d: val accuracy %.3f, kappa %.3f, AUC(OA) %s%s",
+                epoch + 1, summary["accuracy"], summary["quadratic_weighted_kappa"],
+                f"{summary['screening_auc']:.3f}" if "screening_auc" in summary else "n/a",
+                "  (best, saved)" if improved else "",
+            )
+
+    return ValidationCheckpoint()
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train per ``cfg``; resumes from ``out_dir/backup`` if an earlier run was interrupted.
+
+    Returns:
+        Path of the best checkpoint (``out_dir/model.keras``).
+    """
+    import keras
+
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed)
+    train_ds = scan_class_folders(cfg.train_dir)
+    val_ds = scan_class_folders(cfg.val_dir, folders=train_ds.folders)
+    spec = PreprocessSpec(size=cfg.input_size)
+    screening = screening_for(train_ds.classes, train_ds.kl_grades)
+    positive = [train_ds.classes.index(c) for c in screening["positive_classes"]] if screening else None
+    _write_config(out, cfg, train_ds, val_ds, spec, screening)
+
+    x_tr, y_tr = _load_split(train_ds, spec)
+    x_va, y_va = _load_split(val_ds, spec)
+    n = len(train_ds.classes)
+    cw = class_weights(y_tr, n, cfg.class_weight)
+    model = build_model(n, cfg.input_size, cfg.head_layer, cfg.weights, cfg.hidden_units, cfg.dropout)
+    steps = cfg.steps_per_epoch or int(np.ceil(len(x_tr) / cfg.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(steps * cfg.epochs, 1))
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+        weighted_metrics=["accuracy"],
+    )
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(out / "backup")),
+        validation_checkpoint(x_va, y_va, out, positive, cfg.select_metric),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
+    ]
+    train_data = _dataset(x_tr, y_tr, cw[y_tr], n, cfg, training=True)
+    if cfg.steps_per_epoch:
+        train_data = train_data.repeat()
+    model.fit(train_data, epochs=cfg.epochs, shuffle=False, steps_per_epoch=cfg.steps_per_epoch, callbacks=callbacks, verbose=2)
+    best = json.loads((out / "best.json").read_text())
+    (out / "metrics.json").write_text(json.dumps({"selected_on": cfg.select_metric, **best}, indent=2) + "\n")
+    log.info("best epoch %d: %s = %.4f; model at %s", best["epoch"], cfg.select_metric, best[cfg.select_metric], out / MODEL_FILE)
+    return out / MODEL_FILE
+
+
+def _write_config(out: Path, cfg, train_ds: FolderDataset, val_ds: FolderDataset, spec, screening) -> None:
+    config = {
+        "train": cfg.to_dict(),
+        "folders": train_ds.folders,
+        "classes": train_ds.classes,
+        "kl_grades": train_ds.kl_grades,
+        "screening": screening,
+        "preprocess": spec.to_dict(),
+        "counts": {"train": train_ds.counts(), "val": val_ds.counts()},
+    }
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
