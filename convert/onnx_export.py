@@ -49,7 +49,10 @@ def quantize_onnx_int8(fp32_path: Path, path: Path, calibration: np.ndarray) -> 
 
     import onnx
 
-    input_name = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
+    graph = onnx.load(str(fp32_path), load_external_data=False).graph
+    input_name = graph.input[0].name
+    # A uint8 softmax output resolves probabilities only in steps of 1/255; keep it in float.
+    float_nodes = [n.name for n in graph.node if n.op_type == "Softmax"]
     with tempfile.TemporaryDirectory() as tmp:
         prepped = Path(tmp) / "prepped.onnx"
         quant_pre_process(str(fp32_path), str(prepped), skip_symbolic_shape=True)
@@ -62,5 +65,6 @@ def quantize_onnx_int8(fp32_path: Path, path: Path, calibration: np.ndarray) -> 
             weight_type=QuantType.QInt8,
             per_channel=True,
             calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=float_nodes,
         )
     return path

@@ -123,6 +123,8 @@ class Classifier:
         small, pad = prepare_gray(gray, self.manifest.preprocess.size)
         out = self._runtime.run(to_model_input(small, self.manifest.preprocess))
         probs = out["probabilities"][0].astype(np.float64)
+        # Full-int8 softmax outputs come in steps of 1/256 and need not sum to exactly 1.
+        probs = probs / probs.sum() if probs.sum() > 0 else np.full_like(probs, 1.0 / len(probs))
         top = int(probs.argmax())
         cam = cam_to_image(gradcam_from_features(out["features"][0], self._head, top), pad)
         return self._prediction(probs, top, cam, gray)
