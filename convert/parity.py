@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge_infer.gradcam import gradcam_from_features
+from edge_infer.metrics import classification_summary
 from edge_infer.runtimes import Runtime
 
 
@@ -26,13 +27,15 @@ def keras_reference(export_model, x: np.ndarray, batch_size: int = 32) -> tuple[
 
 
 def measure_parity(runtime: Runtime, x: np.ndarray, labels: np.ndarray, ref_probs: np.ndarray,
-                   ref_features: np.ndarray, head: dict[str, np.ndarray]) -> dict:
+                   ref_features: np.ndarray, head: dict[str, np.ndarray], positive: list[int] | None = None) -> dict:
     """Run ``runtime`` on each image and compare with the Keras reference.
 
     Returns:
         ``n``, ``top1_agreement``, ``mean_abs_dp``, ``max_abs_dp`` (probabilities),
         ``gradcam_r_mean``/``gradcam_r_min`` (Pearson r of the numpy Grad-CAM from this format's
-        feature map vs from Keras's, for the Keras top class), ``accuracy`` and ``keras_accuracy``.
+        feature map vs from Keras's, for the Keras top class), ``keras_accuracy``, and this
+        format's own figures on the labelled images (``accuracy``, ``quadratic_weighted_kappa``,
+        ``screening_auc`` for the ``positive`` classes, …).
     """
     probs, rs = [], []
     for i in range(len(x)):
@@ -50,6 +53,6 @@ def measure_parity(runtime: Runtime, x: np.ndarray, labels: np.ndarray, ref_prob
         "max_abs_dp": float(dp.max()),
         "gradcam_r_mean": float(np.mean(rs)),
         "gradcam_r_min": float(np.min(rs)),
-        "accuracy": float((probs.argmax(1) == labels).mean()),
         "keras_accuracy": float((ref_probs.argmax(1) == labels).mean()),
+        **{k: v for k, v in classification_summary(labels, probs, positive).items() if k != "n"},
     }

@@ -77,7 +77,7 @@ def _write_format(fmt: ModelFormat, src: SourceModel, out_dir: Path, calib: Imag
 
 def _quantization_info(fmt: ModelFormat, calib: ImageSample | None) -> dict:
     info = {"precision": fmt.precision, "method": fmt.description}
-    if fmt.name in ("onnx-int8", "tflite-int8"):
+    if fmt.calibrated:
         info["calibration"] = {"images": int(len(calib.x)), "source": calib.source, "per_class": calib.counts,
                                "draw": "class-balanced, shuffled"}
     return info
@@ -93,7 +93,7 @@ def convert_model(model_path: str | Path, out_dir: str | Path, opts: ConvertOpti
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = [n for n in FORMATS if n in opts.formats]
-    needs_calibration = any(n in ("onnx-int8", "tflite-int8") for n in names)
+    needs_calibration = any(FORMATS[n].calibrated for n in names)
     verify_dir = opts.verify_dir or opts.calibration_dir
     if verify_dir is None or (needs_calibration and opts.calibration_dir is None):
         raise ValueError("give --calibration DIR (real images in class sub-folders): int8 formats are calibrated "
@@ -101,45 +101,57 @@ def convert_model(model_path: str | Path, out_dir: str | Path, opts: ConvertOpti
     src = load_source(model_path)
     spec = PreprocessSpec.from_dict(src.config["preprocess"])
     calib = draw_sample(opts.calibration_dir, opts.calibration_size, spec, opts.seed) if needs_calibration else None
-    verify = draw_sample(verify_dir, opts.verify_size, spec, opts.seed + 1)
-    _check_classes(verify, src.config)
-    ref_probs, ref_feats = keras_reference(src.export, verify.x)
-    head = src.head()
-    np.savez(out_dir / HEAD_FILE, **head)
-
-    artifacts = {}
+    ref = _reference(src, draw_sample(verify_dir, opts.verify_size, spec, opts.seed + 1))
+    np.savez(out_dir / HEAD_FILE, **ref.head)
     with tempfile.TemporaryDirectory() as work:
-        for name in names:
-            fmt = FORMATS[name]
-            t0 = time.perf_counter()
-            path = _write_format(fmt, src, out_dir, calib, Path(work))
-            seconds = time.perf_counter() - t0
-            with open_runtime(fmt, path, _output_names(), (None, spec.size, spec.size, spec.channels),
-                              {"probabilities": (None, len(src.config["classes"])), "features": (None, *ref_feats.shape[1:])}) as rt:
-                parity = measure_parity(rt, verify.x, verify.labels, ref_probs, ref_feats, head)
-            parity["source"] = verify.source
-            artifacts[name] = {
-                "file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
-                "engine": fmt.engine.value, "quantization": _quantization_info(fmt, calib),
-                "parity_vs_keras": parity, "convert_seconds": round(seconds, 1),
-            }
-            log.info("%s: %s, %.1f MB, top-1 agreement %.3f, max |Δp| %.4f, Grad-CAM r %.3f",
-                     name, path.name, path.stat().st_size / 1e6, parity["top1_agreement"], parity["max_abs_dp"], parity["gradcam_r_mean"])
-
-    manifest = _manifest(src, spec, ref_feats.shape[1:], artifacts, out_dir, opts)
+        artifacts = {name: _build_artifact(FORMATS[name], src, spec, out_dir, calib, ref, Path(work)) for name in names}
+    manifest = _manifest(src, spec, ref.features.shape[1:], artifacts, out_dir, opts)
     path = out_dir / MANIFEST_FILE
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     load_manifest(out_dir)  # what we wrote must be what the device accepts
     return path
 
 
-def _output_names() -> dict[str, str]:
-    return {"probabilities": PROBS_OUTPUT, "features": FEATURES_OUTPUT}
+@dataclass(frozen=True)
+class _Reference:
+    """The float32 Keras model's answers on the verification images."""
+
+    sample: ImageSample
+    probs: np.ndarray
+    features: np.ndarray
+    head: dict
+    positive: list[int] | None
 
 
-def _check_classes(sample: ImageSample, config: dict) -> None:
-    if sample.classes != config["classes"]:
-        raise ValueError(f"{sample.source}: classes {sample.classes} differ from the model's {config['classes']}")
+def _reference(src: SourceModel, sample: ImageSample) -> _Reference:
+    classes = src.config["classes"]
+    if sample.classes != classes:
+        raise ValueError(f"{sample.source}: classes {sample.classes} differ from the model's {classes}")
+    screening = src.config.get("screening")
+    positive = [classes.index(c) for c in screening["positive_classes"]] if screening else None
+    probs, feats = keras_reference(src.export, sample.x)
+    return _Reference(sample, probs, feats, src.head(), positive)
+
+
+def _build_artifact(fmt: ModelFormat, src: SourceModel, spec: PreprocessSpec, out_dir: Path,
+                    calib: ImageSample | None, ref: _Reference, work: Path) -> dict:
+    """Write one format, run it on the edge runtime against Keras, and describe it for the manifest."""
+    t0 = time.perf_counter()
+    path = _write_format(fmt, src, out_dir, calib, work)
+    seconds = time.perf_counter() - t0
+    outputs = {"probabilities": PROBS_OUTPUT, "features": FEATURES_OUTPUT}
+    shapes = {"probabilities": (None, ref.probs.shape[1]), "features": (None, *ref.features.shape[1:])}
+    with open_runtime(fmt, path, outputs, (None, spec.size, spec.size, spec.channels), shapes) as rt:
+        parity = measure_parity(rt, ref.sample.x, ref.sample.labels, ref.probs, ref.features, ref.head, ref.positive)
+    parity["source"] = ref.sample.source
+    log.info("%s: %s, %.1f MB, top-1 agreement %.3f, max |Δp| %.4f, Grad-CAM r %.3f, accuracy %.3f",
+             fmt.name, path.name, path.stat().st_size / 1e6, parity["top1_agreement"], parity["max_abs_dp"],
+             parity["gradcam_r_mean"], parity["accuracy"])
+    return {
+        "file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
+        "engine": fmt.engine.value, "quantization": _quantization_info(fmt, calib),
+        "parity_vs_keras": parity, "convert_seconds": round(seconds, 1),
+    }
 
 
 def _default_format(names: list[str], requested: str | None) -> str:

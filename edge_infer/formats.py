@@ -27,6 +27,7 @@ class ModelFormat:
         suffix: File name ending used by ``convert``.
         precision: Weight/activation precision, for people reading tables.
         description: One line on how it is produced.
+        calibrated: Whether conversion needs representative real images (static quantization).
     """
 
     name: str
@@ -34,6 +35,7 @@ class ModelFormat:
     suffix: str
     precision: str
     description: str
+    calibrated: bool = False
 
     @property
     def filename(self) -> str:
@@ -50,6 +52,7 @@ FORMATS: dict[str, ModelFormat] = {
             ".int8.onnx",
             "int8 weights, uint8 activations",
             "onnxruntime static QDQ quantization, per-channel weights, calibrated on real images",
+            calibrated=True,
         ),
         ModelFormat("tflite-fp32", Engine.LITERT, ".fp32.tflite", "float32", "TFLite converter"),
         ModelFormat("tflite-fp16", Engine.LITERT, ".fp16.tflite", "float16 weights", "TFLite float16 quantization"),
@@ -66,6 +69,7 @@ FORMATS: dict[str, ModelFormat] = {
             ".int8.tflite",
             "int8 weights and activations, float I/O",
             "TFLite full-integer quantization, calibrated on real images",
+            calibrated=True,
         ),
     )
 }

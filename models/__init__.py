@@ -1,0 +1,1 @@
+"""Shipped model directories, installed as the ``kneeoa_models`` package data (``default/``)."""

@@ -1,0 +1,80 @@
+"""Training options and dataset handling (no TensorFlow needed)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from kneeoa.cli import main as kneeoa
+from train.config import TrainConfig
+from train.data import balanced_order, class_weights, scan_class_folders
+from synthetic import write_knee_dataset
+
+
+def test_config_file_fills_defaults_and_flags_override(tmp_path):
+    cfg_file = tmp_path / "c.json"
+    cfg_file.write_text(json.dumps({"epochs": 7, "dropout": 0.5, "train_dir": "a", "val_dir": "b", "out_dir": "c"}))
+    cfg = TrainConfig.from_sources(cfg_file, dropout=0.2, epochs=None)
+    assert (cfg.epochs, cfg.dropout, cfg.input_size) == (7, 0.2, 75)
+
+
+def test_config_rejects_bad_values(tmp_path):
+    with pytest.raises(ValueError, match="at least 75"):
+        TrainConfig("a", "b", "c", input_size=64)
+    with pytest.raises(ValueError, match="head_layer"):
+        TrainConfig("a", "b", "c", head_layer="block5")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"epochz": 3}))
+    with pytest.raises(ValueError, match="unknown config keys"):
+        TrainConfig.from_sources(bad, train_dir="a", val_dir="b", out_dir="c")
+
+
+def test_kl_folders_become_kl_classes(tmp_path):
+    ds = scan_class_folders(write_knee_dataset(tmp_path / "kl", per_class=2, size=64))
+    assert ds.classes == ["KL0", "KL1", "KL2", "KL3", "KL4"] and ds.kl_grades == [0, 1, 2, 3, 4]
+    assert ds.counts() == [2] * 5
+
+
+def test_other_folder_names_are_plain_classes(tmp_path):
+    root = tmp_path / "plain"
+    write_knee_dataset(root, per_class=2, size=64, grades=[0, 4])
+    (root / "0").rename(root / "Normal")
+    (root / "4").rename(root / "Osteoarthritis")
+    ds = scan_class_folders(root)
+    assert ds.classes == ["Normal", "Osteoarthritis"] and ds.kl_grades is None
+
+
+def test_missing_class_folder_is_a_clear_error(tmp_path):
+    root = write_knee_dataset(tmp_path / "d", per_class=1, size=64, grades=[0, 1])
+    with pytest.raises(FileNotFoundError, match=r"expected class sub-folders \['0', '1', '2'\]"):
+        scan_class_folders(root, folders=["0", "1", "2"])
+
+
+def test_balanced_order_alternates_classes_and_is_shuffled():
+    labels = np.array([0] * 100 + [1] * 30 + [2] * 5)
+    order = balanced_order(labels, 15, seed=3)
+    assert len(order) == 15 and len(set(order.tolist())) == 15
+    assert np.bincount(labels[order], minlength=3).tolist() == [5, 5, 5]
+    assert not np.all(np.diff(labels[order]) >= 0)  # not sorted by class
+    everything = balanced_order(labels, None)
+    assert sorted(everything.tolist()) == list(range(len(labels)))
+
+
+def test_class_weights_favour_rare_classes():
+    labels = np.array([0] * 90 + [1] * 10)
+    w = class_weights(labels, 2, "balanced")
+    assert w[1] / w[0] == pytest.approx(9.0)
+    assert w[labels].mean() == pytest.approx(1.0)
+    assert class_weights(labels, 2, "sqrt")[1] / class_weights(labels, 2, "sqrt")[0] == pytest.approx(3.0)
+
+
+def test_convert_without_images_is_a_usage_error(tmp_path):
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"x")
+    result = CliRunner().invoke(kneeoa, ["convert", str(model), "--out", str(tmp_path / "o"), "--formats", "onnx-int8"])
+    assert result.exit_code == 1 and "--calibration DIR" in result.output
+    result = CliRunner().invoke(kneeoa, ["convert", str(model), "--out", str(tmp_path / "o"), "--formats", "caffe"])
+    assert result.exit_code == 2 and "caffe" in result.output
