@@ -18,6 +18,7 @@ from edge_infer.preprocess import PreprocessSpec
 from edge_infer.runtimes import open_runtime
 
 from .calibration import ImageSample, draw_sample
+from .model_card import write_model_card
 from .onnx_export import OPSET, export_onnx_fp32, quantize_onnx_int8
 from .parity import keras_reference, measure_parity
 from .source import FEATURES_OUTPUT, PROBS_OUTPUT, SourceModel, load_source
@@ -49,6 +50,7 @@ class ConvertOptions:
         default_format: Format ``edge-infer`` uses by default.
         name: Model name in the manifest.
         seed: Seed of the class-balanced draws.
+        command: The command line that ran this conversion, recorded in the manifest.
     """
 
     formats: tuple[str, ...]
@@ -59,6 +61,7 @@ class ConvertOptions:
     default_format: str | None = None
     name: str | None = None
     seed: int = 0
+    command: str | None = None
 
 
 def _write_format(fmt: ModelFormat, src: SourceModel, out_dir: Path, calib: ImageSample | None, work: Path) -> Path:
@@ -109,6 +112,7 @@ def convert_model(model_path: str | Path, out_dir: str | Path, opts: ConvertOpti
     path = out_dir / MANIFEST_FILE
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     load_manifest(out_dir)  # what we wrote must be what the device accepts
+    write_model_card(out_dir)
     return path
 
 
@@ -189,6 +193,10 @@ def _manifest(src: SourceModel, spec: PreprocessSpec, feature_shape, artifacts: 
         },
         "artifacts": artifacts,
         "default_format": _default_format(list(artifacts), opts.default_format),
+        "conversion": {
+            "command": opts.command or "kneeoa convert (called from Python)",
+            "calibration_size": opts.calibration_size, "verify_size": opts.verify_size, "seed": opts.seed,
+        },
         "source_model": {"file": src.path.name, "sha256": sha256_file(src.path), "onnx_opset": OPSET},
         "training": {
             "config": train_cfg,

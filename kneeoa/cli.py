@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def convert_cmd(model_path: Path, out_dir: Path, formats: str, **options) -> Non
     _quiet_tensorflow()
     from convert.pipeline import ConvertOptions, convert_model
 
-    opts = ConvertOptions(formats=tuple(names), **options)
+    opts = ConvertOptions(formats=tuple(names), command=shlex.join(["kneeoa", *sys.argv[1:]]), **options)
     try:
         manifest_path = convert_model(model_path, out_dir, opts)
     except (FileNotFoundError, ValueError) as e:

@@ -43,6 +43,22 @@ def test_manifest_describes_every_format(model_dir):
     assert int8["images"] == 20 and int8["per_class"] == [4, 4, 4, 4, 4]
 
 
+def test_model_card_is_rendered_from_the_manifest(model_dir):
+    card = (model_dir / "MODEL_CARD.md").read_text()
+    m = load_manifest(model_dir)
+    for name, art in m.artifacts.items():
+        agreement = art.info["parity_vs_keras"]["top1_agreement"]
+        assert f"| `{name}` | `{art.file}` |" in card and f"{agreement:.3f}" in card
+    assert "kneeoa train " in card and "--hidden-units 16" in card
+    assert "Not a diagnostic device" in card
+
+
+def test_fp32_gradcam_is_exact_on_the_device(model_dir):
+    m = load_manifest(model_dir)
+    for fmt in ("onnx-fp32", "tflite-fp32"):
+        assert m.artifacts[fmt].info["parity_vs_keras"]["gradcam_r_min"] >= 0.999
+
+
 @pytest.mark.parametrize("fmt", ["onnx-fp32", "tflite-fp32"])
 def test_fp32_formats_match_keras(model_dir, trained_run, knee_png, fmt):
     import keras

@@ -1,0 +1,101 @@
+"""``MODEL_CARD.md`` rendered from ``manifest.json``, so every figure in the card is one that
+``kneeoa convert`` (and ``kneeoa train`` before it) measured and recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge_infer.manifest import MANIFEST_FILE, load_manifest
+from train.config import TrainConfig
+
+CARD_FILE = "MODEL_CARD.md"
+_CLI_SKIP = {"train_dir", "val_dir", "out_dir", "steps_per_epoch"}
+
+
+def training_command(cfg: dict) -> str:
+    """The ``kneeoa train`` command line that reproduces a run (options that differ from defaults)."""
+    defaults = TrainConfig(train_dir="", val_dir="", out_dir="").to_dict()
+    parts = ["kneeoa train", cfg["train_dir"], "--val", cfg["val_dir"], "--out", "RUN_DIR"]
+    for key, value in cfg.items():
+        if key in _CLI_SKIP or value == defaults.get(key):
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else flag.replace("--", "--no-", 1))
+        else:
+            parts += [flag, str(value)]
+    return " ".join(parts)
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def _artifact_rows(m) -> list[str]:
+    rows = ["| format | file | MB | top-1 agreement with Keras | max abs Δp | Grad-CAM r (mean) | accuracy | kappa | AUC (KL ≥ 2) |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for name, art in m.artifacts.items():
+        p = art.info["parity_vs_keras"]
+        rows.append(f"| `{name}` | `{art.file}` | {art.info['bytes'] / 1e6:.1f} | {_fmt(p['top1_agreement'])} | "
+                    f"{p['max_abs_dp']:.4f} | {_fmt(p['gradcam_r_mean'])} | {_fmt(p['accuracy'])} | "
+                    f"{_fmt(p.get('quadratic_weighted_kappa'))} | {_fmt(p.get('screening_auc'))} |")
+    return rows
+
+
+def _limits(m, cfg: dict, cited: bool) -> list[str]:
+    limits = [
+        "- Trained and validated on single-knee crops" + (" from one cohort (OAI, via the dataset above)" if cited else "")
+        + "; other populations, projections, implants and whole-leg films are outside what it was shown.",
+        "- Figures are on the validation split that also selected the checkpoint; no held-out test split was used.",
+        f"- The feature map is {m.feature_shape[0]}×{m.feature_shape[1]}, so the Grad-CAM heatmap is "
+        + ("coarse." if min(m.feature_shape[:2]) < 8 else "of moderate resolution."),
+    ]
+    if cfg.get("weights") in ("none", None):
+        limits.insert(1, "- Trained from scratch (no ImageNet weights were available); expect lower accuracy than "
+                         "ImageNet-pretrained models (Chen et al. 2019 reached 69.7% on this dataset's official test split).")
+    return limits
+
+
+def render_model_card(model_dir: str | Path) -> str:
+    """The card as Markdown, from the model directory's manifest."""
+    m = load_manifest(model_dir)
+    d = m.data
+    training = d["training"]
+    cfg = training["config"]
+    val = (training.get("validation") or {}).get("val", {})
+    first = next(iter(m.artifacts.values())).info["parity_vs_keras"]
+    lines = [
+        f"# Model card: {m.name}", "",
+        f"Created {d['created']} by `kneeoa convert`; every figure below is read from `{MANIFEST_FILE}`.", "",
+        "## Intended use", "", d["intended_use"], "",
+        "## Model", "",
+        f"InceptionV3 cut at `{d['outputs']['features']['layer']}` "
+        f"({'trained from scratch' if cfg.get('weights') in ('none', None) else 'backbone initialised from ' + str(cfg.get('weights'))}), "
+        f"head: {d['gradcam_head']['architecture']}. Input {m.preprocess.size}×{m.preprocess.size} px grey "
+        f"({d['preprocess']['resize']}). Classes: {', '.join(m.classes)}; "
+        f"screening: {m.screening['rule'] if m.screening else 'none'} → {m.screening['positive_label'] if m.screening else ''} "
+        f"when P ≥ {m.screening['threshold'] if m.screening else ''}.", "",
+        "## Data", "", training.get("data_citation") or "See the training configuration below.", "",
+        f"Images per class (train / validation): {training['counts']['train']} / {training['counts']['val']}.", "",
+        "## Training", "", "```bash", training_command(cfg), "```", "",
+        f"Checkpoint chosen on validation {training['validation']['selected_on'] if training.get('validation') else ''} "
+        f"at epoch {(training.get('validation') or {}).get('epoch', 'n/a')} of {cfg['epochs']}.", "",
+        "## Validation", "",
+        f"Float32 Keras model on the validation split (n = {val.get('n', 'n/a')}): accuracy {_fmt(val.get('accuracy'))}, "
+        f"balanced accuracy {_fmt(val.get('balanced_accuracy'))}, quadratic weighted kappa {_fmt(val.get('quadratic_weighted_kappa'))}, "
+        f"MAE {_fmt(val.get('mean_absolute_error'))} KL grades, AUC (KL ≥ 2) {_fmt(val.get('screening_auc'))}.", "",
+        f"Each shipped format, run on the edge runtime over {first['n']} images of `{first['source']}`:", "",
+        *_artifact_rows(m), "",
+        "Reproduce the table: train as above, then", "", "```bash", d.get("conversion", {}).get("command", "kneeoa convert"),
+        "```", "",
+        "and check that what ships still reaches these figures: `python -m pytest tests/test_default_model.py`.", "",
+        "## Limits", "",
+        *_limits(m, cfg, bool(training.get("data_citation"))), "",
+    ]
+    return "\n".join(lines)
+
+
+def write_model_card(model_dir: str | Path) -> Path:
+    path = Path(model_dir) / CARD_FILE
+    path.write_text(render_model_card(model_dir))
+    return path
