@@ -51,6 +51,8 @@ class ConvertOptions:
         name: Model name in the manifest.
         seed: Seed of the class-balanced draws.
         command: The command line that ran this conversion, recorded in the manifest.
+        min_agreement: Floor on a format's top-1 agreement with the Keras model.
+        min_gradcam_r: Floor on the mean Pearson r of its Grad-CAM with the Keras model's.
     """
 
     formats: tuple[str, ...]
@@ -62,6 +64,12 @@ class ConvertOptions:
     name: str | None = None
     seed: int = 0
     command: str | None = None
+    min_agreement: float = 0.97
+    min_gradcam_r: float = 0.9
+
+
+class ParityFloorError(ValueError):
+    """One or more formats fell below the parity floors; the rest were written."""
 
 
 def _write_format(fmt: ModelFormat, src: SourceModel, out_dir: Path, calib: ImageSample | None, work: Path) -> Path:
@@ -108,12 +116,39 @@ def convert_model(model_path: str | Path, out_dir: str | Path, opts: ConvertOpti
     np.savez(out_dir / HEAD_FILE, **ref.head)
     with tempfile.TemporaryDirectory() as work:
         artifacts = {name: _build_artifact(FORMATS[name], src, spec, out_dir, calib, ref, Path(work)) for name in names}
+    rejected = _apply_floors(artifacts, out_dir, opts)
+    if not artifacts:
+        raise ParityFloorError(f"{out_dir}: every format fell below the parity floors: {rejected}")
     manifest = _manifest(src, spec, ref.features.shape[1:], artifacts, out_dir, opts)
+    manifest["rejected_formats"] = rejected
     path = out_dir / MANIFEST_FILE
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     load_manifest(out_dir)  # what we wrote must be what the device accepts
     write_model_card(out_dir)
+    if rejected:
+        raise ParityFloorError(
+            f"{out_dir}: rejected {'; '.join(f'{n} ({why})' for n, why in rejected.items())}; "
+            f"wrote {', '.join(artifacts)}. Lower --min-agreement/--min-gradcam-r only if you accept that."
+        )
     return path
+
+
+def _apply_floors(artifacts: dict, out_dir: Path, opts: ConvertOptions) -> dict[str, str]:
+    """Remove formats below the floors (their files too); returns format → reason."""
+    rejected = {}
+    for name, art in list(artifacts.items()):
+        p = art["parity_vs_keras"]
+        problems = []
+        if p["top1_agreement"] < opts.min_agreement:
+            problems.append(f"top-1 agreement with Keras {p['top1_agreement']:.3f} < {opts.min_agreement}")
+        if p["gradcam_r_mean"] < opts.min_gradcam_r:
+            problems.append(f"Grad-CAM r {p['gradcam_r_mean']:.3f} < {opts.min_gradcam_r}")
+        if problems:
+            rejected[name] = f"{', '.join(problems)} on {p['n']} images"
+            (out_dir / artifacts.pop(name)["file"]).unlink(missing_ok=True)
+    if opts.default_format in rejected:
+        raise ParityFloorError(f"--default-format {opts.default_format} was rejected: {rejected[opts.default_format]}")
+    return rejected
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,8 @@ def train_cmd(data_dir: Path, val_dir, out_dir, config_file, **options) -> None:
 @click.option("--verify-size", type=int, default=200, show_default=True, help="Images drawn from --verify for the parity check.")
 @click.option("--default-format", help="Format edge-infer uses by default [default: first int8 ONNX written].")
 @click.option("--name", help="Model name in the manifest [default: the run's folder name].")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.97, show_default=True, help="Reject a format whose top-1 agreement with Keras is lower.")
+@click.option("--min-gradcam-r", type=click.FloatRange(-1, 1), default=0.9, show_default=True, help="Reject a format whose Grad-CAM correlates less with Keras's.")
 def convert_cmd(model_path: Path, out_dir: Path, formats: str, **options) -> None:
     """Convert MODEL_PATH (.keras from `kneeoa train`) to edge formats with a manifest."""
     names = list(FORMAT_NAMES) if formats.strip() == "all" else [f.strip() for f in formats.split(",") if f.strip()]
@@ -99,7 +101,7 @@ def convert_cmd(model_path: Path, out_dir: Path, formats: str, **options) -> Non
     opts = ConvertOptions(formats=tuple(names), command=shlex.join(["kneeoa", *sys.argv[1:]]), **options)
     try:
         manifest_path = convert_model(model_path, out_dir, opts)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError) as e:  # ParityFloorError is a ValueError
         raise click.ClickException(str(e)) from None
     click.echo(manifest_path)
 

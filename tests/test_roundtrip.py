@@ -114,3 +114,16 @@ def test_edge_infer_json_records(model_dir, knee_dataset, tmp_path):
 
         with Image.open(rec["heatmap"]) as im:
             assert im.size == (96, 96) and im.mode == "RGB"
+
+
+def test_formats_below_the_floor_are_rejected_not_shipped(trained_run, knee_dataset, tmp_path):
+    from convert.pipeline import ConvertOptions, ParityFloorError, convert_model
+
+    opts = ConvertOptions(formats=("onnx-fp32", "tflite-dynamic"), calibration_dir=knee_dataset / "val",
+                          verify_size=5, min_agreement=0.0, min_gradcam_r=-1.0)
+    strict = ConvertOptions(**{**opts.__dict__, "min_agreement": 1.01})
+    with pytest.raises(ParityFloorError, match=r"every format fell below .*top-1 agreement with Keras 1\.000 < 1\.01"):
+        convert_model(trained_run, tmp_path / "strict", strict)
+    assert not (tmp_path / "strict" / "model.fp32.onnx").exists()
+    convert_model(trained_run, tmp_path / "ok", opts)
+    assert load_manifest(tmp_path / "ok").data["rejected_formats"] == {}
