@@ -7,9 +7,10 @@ from pathlib import Path
 
 from edge_infer.manifest import MANIFEST_FILE, load_manifest
 from train.config import TrainConfig
+from train.model import NO_WEIGHTS
 
 CARD_FILE = "MODEL_CARD.md"
-_CLI_SKIP = {"train_dir", "val_dir", "out_dir", "steps_per_epoch"}
+_CLI_SKIP = {"train_dir", "val_dir", "out_dir"}
 
 
 def training_command(cfg: dict) -> str:
@@ -50,10 +51,23 @@ def _limits(m, cfg: dict, cited: bool) -> list[str]:
         f"- The feature map is {m.feature_shape[0]}×{m.feature_shape[1]}, so the Grad-CAM heatmap is "
         + ("coarse." if min(m.feature_shape[:2]) < 8 else "of moderate resolution."),
     ]
-    if cfg.get("weights") in ("none", None):
+    if cfg.get("weights") in NO_WEIGHTS:
         limits.insert(1, "- Trained from scratch (no ImageNet weights were available); expect lower accuracy than "
                          "ImageNet-pretrained models (Chen et al. 2019 reached 69.7% on this dataset's official test split).")
     return limits
+
+
+def _model_summary(m, cfg: dict) -> str:
+    d = m.data
+    origin = "trained from scratch" if cfg.get("weights") in NO_WEIGHTS else f"backbone initialised from {cfg.get('weights')}"
+    text = (f"InceptionV3 cut at `{d['outputs']['features']['layer']}` ({origin}); head: {d['gradcam_head']['architecture']}. "
+            f"Input {m.preprocess.size}×{m.preprocess.size} px grey ({d['preprocess']['resize']}). "
+            f"Classes: {', '.join(m.classes)}.")
+    if m.screening:
+        s = m.screening
+        text += (f" Screening: {s['positive_label']} when the summed probability of {', '.join(s['positive_classes'])} "
+                 f"({s['rule']}) is at least {s['threshold']}, else {s['negative_label']}.")
+    return text
 
 
 def render_model_card(model_dir: str | Path) -> str:
@@ -68,13 +82,7 @@ def render_model_card(model_dir: str | Path) -> str:
         f"# Model card: {m.name}", "",
         f"Created {d['created']} by `kneeoa convert`; every figure below is read from `{MANIFEST_FILE}`.", "",
         "## Intended use", "", d["intended_use"], "",
-        "## Model", "",
-        f"InceptionV3 cut at `{d['outputs']['features']['layer']}` "
-        f"({'trained from scratch' if cfg.get('weights') in ('none', None) else 'backbone initialised from ' + str(cfg.get('weights'))}), "
-        f"head: {d['gradcam_head']['architecture']}. Input {m.preprocess.size}×{m.preprocess.size} px grey "
-        f"({d['preprocess']['resize']}). Classes: {', '.join(m.classes)}; "
-        f"screening: {m.screening['rule'] if m.screening else 'none'} → {m.screening['positive_label'] if m.screening else ''} "
-        f"when P ≥ {m.screening['threshold'] if m.screening else ''}.", "",
+        "## Model", "", _model_summary(m, cfg), "",
         "## Data", "", training.get("data_citation") or "See the training configuration below.", "",
         f"Images per class (train / validation): {training['counts']['train']} / {training['counts']['val']}.", "",
         "## Training", "", "```bash", training_command(cfg), "```", "",

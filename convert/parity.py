@@ -10,14 +10,14 @@ from edge_infer.runtimes import Runtime
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson r of two arrays; 1.0 when both are constant and equal, 0.0 when only one is."""
+    """Pearson r of two arrays; for a constant array (r undefined): 1.0 if the arrays are equal, else 0.0."""
     a = np.asarray(a, np.float64).ravel()
     b = np.asarray(b, np.float64).ravel()
-    a, b = a - a.mean(), b - b.mean()
-    denom = np.sqrt((a * a).sum() * (b * b).sum())
+    da, db = a - a.mean(), b - b.mean()
+    denom = np.sqrt((da * da).sum() * (db * db).sum())
     if denom == 0:
         return 1.0 if np.allclose(a, b) else 0.0
-    return float((a * b).sum() / denom)
+    return float((da * db).sum() / denom)
 
 
 def keras_reference(export_model, x: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_infer.formats import FORMATS, Engine, ModelFormat
+from edge_infer.labels import positive_indices
 from edge_infer.manifest import MANIFEST_FILE, SCHEMA_VERSION, load_manifest, sha256_file
 from edge_infer.preprocess import PreprocessSpec
 from edge_infer.runtimes import open_runtime
@@ -75,15 +76,15 @@ class ParityFloorError(ValueError):
 def _write_format(fmt: ModelFormat, src: SourceModel, out_dir: Path, calib: ImageSample | None, work: Path) -> Path:
     path = out_dir / fmt.filename
     size = src.input_size
-    if fmt.name == "onnx-fp32":
+    if fmt.engine is Engine.LITERT:
+        return export_tflite(src.export, size, path, fmt.variant, calib.x if calib else None)
+    if fmt.variant == "fp32":
         return export_onnx_fp32(src.export, size, path)
-    if fmt.name == "onnx-int8":
-        fp32 = out_dir / FORMATS["onnx-fp32"].filename
-        if not fp32.exists():
-            fp32 = export_onnx_fp32(src.export, size, work / "fp32.onnx")
-        return quantize_onnx_int8(fp32, path, calib.x)
-    mode = fmt.name.removeprefix("tflite-")
-    return export_tflite(src.export, size, path, mode, calib.x if calib else None)
+    # Quantize from a float32 export of this run (never a stale file left in out_dir).
+    fp32 = work / "fp32.onnx"
+    if not fp32.exists():
+        export_onnx_fp32(src.export, size, fp32)
+    return quantize_onnx_int8(fp32, path, calib.x)
 
 
 def _quantization_info(fmt: ModelFormat, calib: ImageSample | None) -> dict:
@@ -122,7 +123,7 @@ def convert_model(model_path: str | Path, out_dir: str | Path, opts: ConvertOpti
     manifest = _manifest(src, spec, ref.features.shape[1:], artifacts, out_dir, opts)
     manifest["rejected_formats"] = rejected
     path = out_dir / MANIFEST_FILE
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    path.write_text(json.dumps(_json_safe(manifest), indent=2, allow_nan=False) + "\n")
     load_manifest(out_dir)  # what we wrote must be what the device accepts
     write_model_card(out_dir)
     if rejected:
@@ -131,6 +132,17 @@ def convert_model(model_path: str | Path, out_dir: str | Path, opts: ConvertOpti
             f"wrote {', '.join(artifacts)}. Lower --min-agreement/--min-gradcam-r only if you accept that."
         )
     return path
+
+
+def _json_safe(value):
+    """NaN (e.g. an AUC over one class) is not JSON: write null."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _apply_floors(artifacts: dict, out_dir: Path, opts: ConvertOptions) -> dict[str, str]:
@@ -166,8 +178,7 @@ def _reference(src: SourceModel, sample: ImageSample) -> _Reference:
     classes = src.config["classes"]
     if sample.classes != classes:
         raise ValueError(f"{sample.source}: classes {sample.classes} differ from the model's {classes}")
-    screening = src.config.get("screening")
-    positive = [classes.index(c) for c in screening["positive_classes"]] if screening else None
+    positive = positive_indices(classes, src.config.get("screening"))
     probs, feats = keras_reference(src.export, sample.x)
     return _Reference(sample, probs, feats, src.head(), positive)
 
@@ -194,13 +205,12 @@ def _build_artifact(fmt: ModelFormat, src: SourceModel, spec: PreprocessSpec, ou
 
 
 def _default_format(names: list[str], requested: str | None) -> str:
+    """The requested format, else the first of: calibrated ONNX (fast, small, in the base install),
+    any ONNX, anything."""
     if requested:
         return requested
-    for preferred in ("onnx-int8", "onnx-fp32"):
-        if preferred in names:
-            return preferred
     onnx = [n for n in names if FORMATS[n].engine is Engine.ONNXRUNTIME]
-    return (onnx or names)[0]
+    return ([n for n in onnx if FORMATS[n].calibrated] or onnx or names)[0]
 
 
 def _manifest(src: SourceModel, spec: PreprocessSpec, feature_shape, artifacts: dict, out_dir: Path, opts: ConvertOptions) -> dict:

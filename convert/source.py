@@ -47,15 +47,20 @@ def load_source(model_path: str | Path) -> SourceModel:
         raise FileNotFoundError(f"{config_path}: training config not found beside {path.name} (written by `kneeoa train`)")
     config = json.loads(config_path.read_text())
     model = keras.saving.load_model(path, compile=False)
-    return SourceModel(path, model, two_output_model(model), config, _feature_layer_name(model))
+    feature_layer = config["train"]["head_layer"]
+    _check_head(model, feature_layer, path)
+    return SourceModel(path, model, two_output_model(model), config, feature_layer)
 
 
-def _feature_layer_name(model) -> str:
+def _check_head(model, feature_layer: str, path: Path) -> None:
+    """The head must pool exactly the layer the config names: Grad-CAM depends on it."""
     try:
-        gap = model.get_layer(GAP_LAYER)
-    except ValueError:
-        raise ValueError(f"model {model.name!r} has no {GAP_LAYER!r} layer; convert only models built by `kneeoa train`") from None
-    return gap.input._keras_history.operation.name
+        pooled = model.get_layer(GAP_LAYER).input
+        features = model.get_layer(feature_layer).output
+    except ValueError as e:
+        raise ValueError(f"{path}: not a model built by `kneeoa train` ({e})") from None
+    if pooled is not features:
+        raise ValueError(f"{path}: the {GAP_LAYER!r} layer does not pool {feature_layer!r} as config.json says")
 
 
 def two_output_model(model):

@@ -14,7 +14,9 @@ from edge_infer.runtimes import TFLITE_SIGNATURE
 
 from .source import FEATURES_OUTPUT, PROBS_OUTPUT, input_signature
 
-TFLITE_MODES = ("fp32", "fp16", "dynamic", "int8")
+from edge_infer.formats import FORMATS, Engine
+
+TFLITE_MODES = tuple(f.variant for f in FORMATS.values() if f.engine is Engine.LITERT)
 
 
 def export_tflite(export_model, size: int, path: Path, mode: str, calibration: np.ndarray | None = None,

@@ -11,11 +11,11 @@ import numpy as np
 from PIL import Image
 
 from .errors import InputImageError, RuntimeUnavailableError
-from .formats import FORMATS
+from .formats import FORMATS, Engine
 from .gradcam import cam_to_image, gradcam_from_features
 from .manifest import Manifest, load_manifest
-from .preprocess import MIN_SIDE, load_grayscale, prepare_gray, to_model_input
-from .runtimes import Runtime, engine_available, open_runtime
+from .preprocess import MIN_SIDE, load_grayscale, pil_to_gray, prepare_gray, to_model_input
+from .runtimes import INSTALL_HINTS, Runtime, engine_available, open_runtime
 
 log = logging.getLogger(__name__)
 
@@ -88,17 +88,18 @@ class Classifier:
         self.manifest: Manifest = load_manifest(self.model_dir)
         self.format = format or self._pick_format()
         m = self.manifest
+        path = m.artifact_path(self.format)  # unknown, missing or corrupt → ManifestError
+        self._head = m.load_head()
         size, ch = m.preprocess.size, m.preprocess.channels
         self._runtime: Runtime = open_runtime(
             FORMATS[self.format],
-            m.artifact_path(self.format),
+            path,
             m.outputs,
             input_shape=(None, size, size, ch),
             output_shapes={"probabilities": (None, len(m.classes)), "features": (None, *m.feature_shape)},
             threads=threads,
             verbose=verbose,
         )
-        self._head = m.load_head()
 
     def _pick_format(self) -> str:
         m = self.manifest
@@ -110,7 +111,7 @@ class Classifier:
                 return name
         raise RuntimeUnavailableError(
             f"{self.model_dir}: no installed engine runs its formats ({', '.join(m.artifacts)}); "
-            'pip install "kneeoa" for onnxruntime or "kneeoa[tflite]" for LiteRT'
+            f"{INSTALL_HINTS[Engine.ONNXRUNTIME]}; {INSTALL_HINTS[Engine.LITERT]}"
         )
 
     def predict(self, image: str | Path | np.ndarray) -> Prediction:
@@ -161,7 +162,7 @@ def _array_to_gray(arr: np.ndarray) -> np.ndarray:
     a = np.asarray(arr)
     if a.dtype != np.uint8 or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
         raise InputImageError("<array>", f"expected a uint8 (H, W) or (H, W, 3|4) array, got {a.dtype} {a.shape}")
-    gray = a if a.ndim == 2 else np.asarray(Image.fromarray(a[..., :3]).convert("L"))
+    gray = a if a.ndim == 2 else pil_to_gray(Image.fromarray(a))
     if min(gray.shape) < MIN_SIDE:
         raise InputImageError("<array>", f"image too small ({gray.shape[1]}×{gray.shape[0]} px)")
     return gray

@@ -15,16 +15,18 @@ from pathlib import Path
 
 import click
 
-from .errors import KneeOAError
+from .errors import InputImageError, KneeOAError
 from .formats import FORMAT_NAMES
 from .preprocess import IMAGE_SUFFIXES
 
 
-def expand_inputs(inputs: tuple[Path, ...]) -> Iterator[Path]:
-    """Files as given; folders expanded recursively to their image files, sorted."""
+def expand_inputs(inputs: tuple[Path, ...]) -> Iterator[Path | InputImageError]:
+    """Files as given; folders expanded recursively to their image files, sorted. A folder with no
+    image file yields an :class:`InputImageError` in its place, so it is reported, not skipped."""
     for item in inputs:
         if item.is_dir():
-            yield from sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            yield from found or [InputImageError(item, f"folder holds no image files ({' '.join(IMAGE_SUFFIXES)})")]
         else:
             yield item
 
@@ -83,17 +85,25 @@ def main(inputs, model_dir, format_name, as_json, heatmap_dir, threads, verbose)
     INPUT: image files, or folders (searched recursively for .png/.jpg/.tif/.bmp).
     Not a diagnostic device: a screening aid for single-knee crops.
     """
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    logging.getLogger("edge_infer").setLevel(logging.DEBUG if verbose else logging.WARNING)
     from .classifier import Classifier
 
+    try:
+        heatmaps = HeatmapWriter(heatmap_dir) if heatmap_dir else None
+    except OSError as e:
+        raise click.ClickException(f"{heatmap_dir}: cannot create the heatmap folder ({e.strerror})") from None
     try:
         classifier = Classifier(model_dir, format=format_name, threads=threads, verbose=verbose)
     except KneeOAError as e:
         raise click.ClickException(str(e)) from None
-    heatmaps = HeatmapWriter(heatmap_dir) if heatmap_dir else None
     failed = 0
     with classifier:
         for path in expand_inputs(inputs):
+            if isinstance(path, InputImageError):
+                failed += 1
+                _report_failure(path.path, str(path), as_json)
+                continue
             source = str(path)
             try:
                 pred = classifier.predict(path)

@@ -27,6 +27,8 @@ class ModelFormat:
         suffix: File name ending used by ``convert``.
         precision: Weight/activation precision, for people reading tables.
         description: One line on how it is produced.
+        variant: Precision variant within the engine (``fp32``, ``fp16``, ``dynamic``, ``int8``);
+            the exporter dispatches on ``(engine, variant)``.
         calibrated: Whether conversion needs representative real images (static quantization).
     """
 
@@ -35,6 +37,7 @@ class ModelFormat:
     suffix: str
     precision: str
     description: str
+    variant: str
     calibrated: bool = False
 
     @property
@@ -45,23 +48,25 @@ class ModelFormat:
 FORMATS: dict[str, ModelFormat] = {
     f.name: f
     for f in (
-        ModelFormat("onnx-fp32", Engine.ONNXRUNTIME, ".fp32.onnx", "float32", "tf2onnx export"),
+        ModelFormat("onnx-fp32", Engine.ONNXRUNTIME, ".fp32.onnx", "float32", "tf2onnx export", "fp32"),
         ModelFormat(
             "onnx-int8",
             Engine.ONNXRUNTIME,
             ".int8.onnx",
             "int8 weights, uint8 activations",
             "onnxruntime static QDQ quantization, per-channel weights, calibrated on real images",
+            "int8",
             calibrated=True,
         ),
-        ModelFormat("tflite-fp32", Engine.LITERT, ".fp32.tflite", "float32", "TFLite converter"),
-        ModelFormat("tflite-fp16", Engine.LITERT, ".fp16.tflite", "float16 weights", "TFLite float16 quantization"),
+        ModelFormat("tflite-fp32", Engine.LITERT, ".fp32.tflite", "float32", "TFLite converter", "fp32"),
+        ModelFormat("tflite-fp16", Engine.LITERT, ".fp16.tflite", "float16 weights", "TFLite float16 quantization", "fp16"),
         ModelFormat(
             "tflite-dynamic",
             Engine.LITERT,
             ".dynamic.tflite",
             "int8 weights, float activations",
             "TFLite dynamic-range quantization",
+            "dynamic",
         ),
         ModelFormat(
             "tflite-int8",
@@ -69,6 +74,7 @@ FORMATS: dict[str, ModelFormat] = {
             ".int8.tflite",
             "int8 weights and activations, float I/O",
             "TFLite full-integer quantization, calibrated on real images",
+            "int8",
             calibrated=True,
         ),
     )
@@ -76,14 +82,3 @@ FORMATS: dict[str, ModelFormat] = {
 
 FORMAT_NAMES: tuple[str, ...] = tuple(FORMATS)
 
-
-def get_format(name: str) -> ModelFormat:
-    """Look a format up by name.
-
-    Raises:
-        KeyError: with the list of known names, when ``name`` is not registered.
-    """
-    try:
-        return FORMATS[name]
-    except KeyError:
-        raise KeyError(f"unknown format {name!r}; known formats: {', '.join(FORMAT_NAMES)}") from None

@@ -68,7 +68,7 @@ def colorize(values: np.ndarray) -> np.ndarray:
     return _VIRIDIS[lo] * (1 - t) + _VIRIDIS[hi] * t
 
 
-def overlay(gray: np.ndarray, cam: np.ndarray, opacity: float = 0.6) -> np.ndarray:
+def overlay(gray: np.ndarray, cam: np.ndarray, opacity: float = 0.5) -> np.ndarray:
     """The X-ray in grey with the heatmap blended in where it is strong.
 
     Args:

@@ -25,6 +25,13 @@ def classes_from_folders(folder_names: list[str]) -> tuple[list[str], list[int] 
     return names, None
 
 
+def positive_indices(classes: list[str], screening: dict | None) -> list[int] | None:
+    """Indices of the screening-positive classes, or ``None`` when there is no screening grouping."""
+    if not screening:
+        return None
+    return [classes.index(c) for c in screening["positive_classes"]]
+
+
 def screening_for(classes: list[str], kl_grades: list[int] | None, threshold: float = 0.5) -> dict | None:
     """The manifest's screening block: which classes are positive, and the decision threshold."""
     if kl_grades is not None:

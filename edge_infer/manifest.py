@@ -17,6 +17,7 @@ import numpy as np
 
 from .errors import ManifestError
 from .formats import FORMATS, ModelFormat
+from .labels import positive_indices
 from .preprocess import PreprocessSpec
 
 MANIFEST_FILE = "manifest.json"
@@ -84,31 +85,35 @@ class Manifest:
                 f"{self.model_dir}: no {fmt!r} model here; available: {', '.join(self.artifacts) or 'none'}"
             )
         art = self.artifacts[fmt]
-        path = self.model_dir / art.file
+        return self._checked_file(art.file, art.sha256, f"listed in {MANIFEST_FILE} as {fmt}", verify_checksum)
+
+    def _checked_file(self, name: str, sha256: str, what: str, verify_checksum: bool = True) -> Path:
+        path = self.model_dir / name
         if not path.is_file():
-            raise ManifestError(f"{path}: listed in {MANIFEST_FILE} as {fmt} but missing; rebuild it with `kneeoa convert`")
+            raise ManifestError(f"{path}: {what} but missing; rebuild it with `kneeoa convert`")
         if verify_checksum:
-            actual = sha256_file(path)
-            if actual != art.sha256:
-                raise ManifestError(f"{path}: sha256 {actual[:12]}… does not match the manifest's {art.sha256[:12]}…; the file is corrupt or was replaced")
+            try:
+                actual = sha256_file(path)
+            except OSError as e:
+                raise ManifestError(f"{path}: cannot read ({e.strerror})") from None
+            if actual != sha256:
+                raise ManifestError(f"{path}: sha256 {actual[:12]}… does not match the manifest's {sha256[:12]}…; "
+                                    "the file is corrupt or was replaced")
         return path
 
     @property
     def positive_indices(self) -> list[int]:
-        if not self.screening:
-            return []
-        return [self.classes.index(c) for c in self.screening["positive_classes"]]
+        return positive_indices(self.classes, self.screening) or []
 
     def load_head(self) -> dict[str, np.ndarray]:
         """The head's dense weights for numpy Grad-CAM, checked against the manifest's sha256."""
         head = self.data["gradcam_head"]
-        path = self.model_dir / head["file"]
-        if not path.is_file():
-            raise ManifestError(f"{path}: Grad-CAM head weights missing")
-        if sha256_file(path) != head["sha256"]:
-            raise ManifestError(f"{path}: sha256 does not match the manifest; the file is corrupt or was replaced")
-        with np.load(path, allow_pickle=False) as npz:
-            weights = {k: npz[k].astype(np.float32) for k in npz.files}
+        path = self._checked_file(head["file"], head["sha256"], "Grad-CAM head weights listed in the manifest")
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                weights = {k: npz[k].astype(np.float32) for k in npz.files}
+        except (OSError, ValueError) as e:
+            raise ManifestError(f"{path}: not a readable .npz of head weights ({e})") from None
         c, n = self.feature_shape[2], len(self.classes)
         hidden = weights.get("w_hidden")
         expected = {"w_logits": ((hidden.shape[1] if hidden is not None else c), n)}
@@ -138,10 +143,18 @@ def load_manifest(model_dir: str | Path) -> Manifest:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ManifestError(f"{path}: not valid JSON ({e})") from None
+    except OSError as e:
+        raise ManifestError(f"{path}: cannot read ({e.strerror})") from None
     try:
         return _parse(model_dir, data)
     except (KeyError, TypeError, ValueError) as e:
         raise ManifestError(f"{path}: malformed manifest ({type(e).__name__}: {e})") from None
+
+
+def _require(block: dict, keys: tuple[str, ...], where: str) -> None:
+    missing = [k for k in keys if k not in block]
+    if missing:
+        raise KeyError(f"{where} lacks {', '.join(missing)}")
 
 
 def _parse(model_dir: Path, data: dict) -> Manifest:
@@ -164,8 +177,11 @@ def _parse(model_dir: Path, data: dict) -> Manifest:
     if default not in artifacts:
         raise ValueError(f"default_format {default!r} is not among the artifacts {list(artifacts)}")
     screening = data.get("screening")
-    if screening and not set(screening["positive_classes"]) <= set(classes):
-        raise ValueError("screening.positive_classes are not all classes")
+    if screening:
+        if not set(screening["positive_classes"]) <= set(classes):
+            raise ValueError("screening.positive_classes are not all classes")
+        _require(screening, ("threshold", "positive_label", "negative_label"), "screening")
+    _require(data["gradcam_head"], ("file", "sha256"), "gradcam_head")
     return Manifest(
         model_dir=model_dir,
         name=data.get("name", model_dir.name),

@@ -93,7 +93,7 @@ def load_grayscale(path: str | Path) -> np.ndarray:
     try:
         with Image.open(p) as im:
             im = ImageOps.exif_transpose(im)
-            gray = _pil_to_gray(im)
+            gray = pil_to_gray(im)
     except Image.DecompressionBombError as e:
         raise InputImageError(p, f"image too large ({e})") from None
     except UnidentifiedImageError:
@@ -106,7 +106,8 @@ def load_grayscale(path: str | Path) -> np.ndarray:
     return gray
 
 
-def _pil_to_gray(im: Image.Image) -> np.ndarray:
+def pil_to_gray(im: Image.Image) -> np.ndarray:
+    """Any Pillow image as 2-D ``uint8`` grey; transparency is composited onto black."""
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         arr = np.asarray(im, dtype=np.float64)
         top = 4095.0 if arr.max() <= 4095 and arr.max() > 255 else (255.0 if arr.max() <= 255 else 65535.0)

@@ -21,6 +21,10 @@ from .formats import Engine, ModelFormat
 from .quiet import native_output_to
 
 LITERT_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
+INSTALL_HINTS = {
+    Engine.ONNXRUNTIME: 'ONNX formats need onnxruntime: pip install "kneeoa"',
+    Engine.LITERT: 'TFLite formats need LiteRT: pip install "kneeoa[tflite]"',
+}
 TFLITE_SIGNATURE = "serve"
 
 
@@ -84,7 +88,7 @@ class OnnxRuntime(Runtime):
     def __init__(self, path, outputs, input_shape, output_shapes, threads: int | None = None):
         super().__init__(path, outputs, input_shape, output_shapes)
         if not engine_available(Engine.ONNXRUNTIME):
-            raise RuntimeUnavailableError('ONNX formats need onnxruntime: pip install "kneeoa"')
+            raise RuntimeUnavailableError(INSTALL_HINTS[Engine.ONNXRUNTIME])
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -106,12 +110,15 @@ class OnnxRuntime(Runtime):
         values = self._session.run(self._names, {self._input: x})
         return dict(zip(self.outputs, values))
 
+    def close(self) -> None:
+        self._session = None
+
 
 def _litert_interpreter_class():
     for module in LITERT_MODULES:
         if importlib.util.find_spec(module.split(".")[0]) is not None:
             return importlib.import_module(module).Interpreter
-    raise RuntimeUnavailableError('TFLite formats need LiteRT: pip install "kneeoa[tflite]"')
+    raise RuntimeUnavailableError(INSTALL_HINTS[Engine.LITERT])
 
 
 class LiteRTRuntime(Runtime):
@@ -128,7 +135,7 @@ class LiteRTRuntime(Runtime):
                 if TFLITE_SIGNATURE not in signatures:
                     raise ModelContractError(f"{path}: expected a {TFLITE_SIGNATURE!r} signature, got {sorted(signatures)}")
                 self._runner = self._interp.get_signature_runner(TFLITE_SIGNATURE)
-            except ValueError as e:
+            except (ValueError, RuntimeError) as e:
                 raise ModelContractError(f"{path}: LiteRT cannot load it ({e})") from None
             sig_in = self._runner.get_input_details()
             self._input, details = next(iter(sig_in.items()))
@@ -140,6 +147,9 @@ class LiteRTRuntime(Runtime):
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         result = self._runner(**{self._input: x})
         return {role: result[name] for role, name in self.outputs.items()}
+
+    def close(self) -> None:
+        self._runner = self._interp = None
 
 
 def open_runtime(fmt: ModelFormat, path: Path, outputs: dict[str, str], input_shape: tuple,

@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 
 from edge_infer.formats import FORMAT_NAMES
-from train.config import CLASS_WEIGHT_MODES, HEAD_LAYERS
+from edge_infer.errors import KneeOAError
+from train.config import CLASS_WEIGHT_MODES, HEAD_LAYERS, SELECT_METRICS
 
 
 def _quiet_tensorflow() -> None:
@@ -37,12 +38,12 @@ def main(verbose: bool) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory (outside the repository); rerun with the same --out to resume.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), help="JSON file of defaults; flags override it.")
 @click.option("--weights", help="imagenet, none (from scratch) or a backbone weights file [default: none].")
-@click.option("--input-size", type=int, help="Square input side, ≥ 75 [default: 75].")
+@click.option("--input-size", type=click.IntRange(min=75), help="Square input side, ≥ 75 [default: 75].")
 @click.option("--head-layer", type=click.Choice(HEAD_LAYERS), help="InceptionV3 block the head sits on [default: mixed5].")
-@click.option("--hidden-units", type=int, help="Dense+ReLU width in the head, 0 for none [default: 0].")
+@click.option("--hidden-units", type=click.IntRange(min=0), help="Dense+ReLU width in the head, 0 for none [default: 0].")
 @click.option("--dropout", type=float, help="[default: 0.3]")
-@click.option("--epochs", type=int, help="[default: 20]")
-@click.option("--batch-size", type=int, help="[default: 32]")
+@click.option("--epochs", type=click.IntRange(min=1), help="[default: 20]")
+@click.option("--batch-size", type=click.IntRange(min=1), help="[default: 32]")
 @click.option("--learning-rate", type=float, help="Peak Adam learning rate, cosine decay [default: 1e-3].")
 @click.option("--label-smoothing", type=float, help="[default: 0]")
 @click.option("--class-weight", type=click.Choice(CLASS_WEIGHT_MODES), help="[default: sqrt]")
@@ -50,7 +51,8 @@ def main(verbose: bool) -> None:
 @click.option("--zoom", type=float, help="Augmentation: zoom fraction [default: 0.15].")
 @click.option("--shift", type=float, help="Augmentation: width/height shift fraction [default: 0.08].")
 @click.option("--flip/--no-flip", default=None, help="Augmentation: horizontal flip [default: on].")
-@click.option("--steps-per-epoch", type=int, help="Cap steps per epoch (smoke runs).")
+@click.option("--steps-per-epoch", type=click.IntRange(min=1), help="Cap steps per epoch (smoke runs).")
+@click.option("--select-metric", type=click.Choice(SELECT_METRICS), help="Validation figure that picks the best checkpoint [default: quadratic_weighted_kappa].")
 @click.option("--seed", type=int, help="[default: 0]")
 def train_cmd(data_dir: Path, val_dir, out_dir, config_file, **options) -> None:
     """Train InceptionV3 on DATA_DIR (one sub-folder per class; 0..4 = KL grades)."""
@@ -70,7 +72,7 @@ def train_cmd(data_dir: Path, val_dir, out_dir, config_file, **options) -> None:
         raise click.UsageError(str(e)) from None
     try:
         path = train(cfg)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, FileExistsError, KneeOAError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(path)
 
@@ -80,9 +82,9 @@ def train_cmd(data_dir: Path, val_dir, out_dir, config_file, **options) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Model directory to write (manifest.json and artifacts).")
 @click.option("--formats", default="onnx-fp32,onnx-int8,tflite-int8", show_default=True, help=f"Comma-separated, or 'all': {', '.join(FORMAT_NAMES)}.")
 @click.option("--calibration", "calibration_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of real images (class sub-folders) for int8 calibration.")
-@click.option("--calibration-size", type=int, default=200, show_default=True, help="Images drawn, class-balanced and shuffled.")
+@click.option("--calibration-size", type=click.IntRange(min=1), default=200, show_default=True, help="Images drawn, class-balanced and shuffled.")
 @click.option("--verify", "verify_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Labelled folder to check every format against Keras [default: the calibration folder].")
-@click.option("--verify-size", type=int, default=200, show_default=True, help="Images drawn from --verify for the parity check.")
+@click.option("--verify-size", type=click.IntRange(min=1), default=200, show_default=True, help="Images drawn from --verify for the parity check.")
 @click.option("--default-format", help="Format edge-infer uses by default [default: first int8 ONNX written].")
 @click.option("--name", help="Model name in the manifest [default: the run's folder name].")
 @click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.97, show_default=True, help="Reject a format whose top-1 agreement with Keras is lower.")
@@ -101,7 +103,7 @@ def convert_cmd(model_path: Path, out_dir: Path, formats: str, **options) -> Non
     opts = ConvertOptions(formats=tuple(names), command=shlex.join(["kneeoa", *sys.argv[1:]]), **options)
     try:
         manifest_path = convert_model(model_path, out_dir, opts)
-    except (FileNotFoundError, ValueError) as e:  # ParityFloorError is a ValueError
+    except (FileNotFoundError, ValueError, KneeOAError) as e:  # ParityFloorError is a ValueError
         raise click.ClickException(str(e)) from None
     click.echo(manifest_path)
 

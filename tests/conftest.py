@@ -61,7 +61,7 @@ def model_dir(trained_run, knee_dataset, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("model")
     opts = ConvertOptions(formats=FORMAT_NAMES, calibration_dir=knee_dataset / "train", calibration_size=20,
                           verify_dir=knee_dataset / "val", verify_size=10,
-                          min_agreement=0.0, min_gradcam_r=-1.0)  # untrained weights: see TOOLCHAIN.md
+                          min_agreement=0.0, min_gradcam_r=-1.0)  # barely trained: int8 parity is meaningless
     convert_model(trained_run, out, opts)
     return out
 

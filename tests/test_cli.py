@@ -48,6 +48,17 @@ def test_bad_inputs_are_reported_and_the_batch_goes_on(model_dir, mixed_batch):
     assert "Traceback" not in result.output
 
 
+def test_folder_without_images_is_an_error(model_dir, knee_png, tmp_path):
+    empty = tmp_path / "no knees here"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("x")
+    result = CliRunner().invoke(edge_infer, ["--model", str(model_dir), "--json", str(empty), str(knee_png)])
+    assert result.exit_code == 1
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert first["input"] == str(empty) and "no image files" in first["error"]
+    assert second["input"] == str(knee_png) and "label" in second
+
+
 def test_readable_output_and_success_exit(model_dir, knee_png):
     result = CliRunner().invoke(edge_infer, ["--model", str(model_dir), str(knee_png)])
     assert result.exit_code == 0, result.output
@@ -88,17 +99,30 @@ def test_installed_script_runs_and_stays_quiet(model_dir, knee_png, tmp_path):
     assert proc.stderr == ""  # XNNPACK's INFO banner is silenced without --verbose
 
 
-def test_edge_infer_never_imports_the_training_stack(model_dir, knee_png):
+@pytest.mark.parametrize("fmt", ["onnx-int8", "tflite-int8"])
+def test_edge_infer_never_imports_the_training_stack(model_dir, knee_png, fmt):
     """A fresh process runs the whole CLI, then lists what got imported."""
     code = (
         "import sys, json\n"
         "from edge_infer.cli import main\n"
-        f"try:\n    main(['--json', '--model', {str(model_dir)!r}, {str(knee_png)!r}])\n"
+        f"try:\n    main(['--json', '--format', {fmt!r}, '--model', {str(model_dir)!r}, {str(knee_png)!r}])\n"
         "except SystemExit:\n    pass\n"
-        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'tf2onnx', 'train', 'convert'})\n"
-        "print(json.dumps(heavy))\n"
+        "banned = {'tensorflow', 'keras', 'tf_keras', 'tf2onnx', 'onnx', 'train', 'convert', 'kneeoa'}\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & banned)))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     lines = proc.stdout.strip().splitlines()
     assert json.loads(lines[-1]) == []
     assert any('"label"' in line for line in lines[:-1]), proc.stdout + proc.stderr
+
+
+def test_heatmaps_of_same_named_files_do_not_overwrite(model_dir, knee_png, tmp_path):
+    for side in ("left", "right"):
+        (tmp_path / side).mkdir()
+        shutil.copy(knee_png, tmp_path / side / "knee.png")
+    maps = tmp_path / "maps"
+    result = CliRunner().invoke(edge_infer, ["--model", str(model_dir), "--json", "--heatmap-dir", str(maps),
+                                             str(tmp_path / "left"), str(tmp_path / "right")])
+    assert result.exit_code == 0, result.output
+    written = {json.loads(line)["heatmap"] for line in result.stdout.splitlines()}
+    assert len(written) == 2 and all(Path(p).is_file() for p in written)

@@ -80,7 +80,8 @@ def test_every_format_runs_and_roughly_agrees(model_dir, knee_png, fmt):
         assert clf.format == fmt
         pred = clf.predict(knee_png)
     assert sum(pred.probabilities.values()) == pytest.approx(1.0, abs=1e-3)
-    # Untrained weights amplify quantization error (TOOLCHAIN.md); only loose agreement here.
+    # Barely trained weights (uniform-ish outputs, default batch-norm statistics) amplify quantization
+    # error far beyond what a trained model shows; only loose agreement is asserted here.
     assert abs(pred.oa_probability - ref.oa_probability) < 0.25
     assert pred.cam.shape == (128, 128)
     assert 0.0 <= pred.cam.min() and pred.cam.max() <= 1.0

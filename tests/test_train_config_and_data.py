@@ -32,6 +32,25 @@ def test_config_rejects_bad_values(tmp_path):
         TrainConfig.from_sources(bad, train_dir="a", val_dir="b", out_dir="c")
 
 
+def test_unknown_select_metric_is_rejected():
+    with pytest.raises(ValueError, match="select_metric must be one of"):
+        TrainConfig("a", "b", "c", select_metric="kapa")
+
+
+def test_a_run_directory_resumes_only_the_same_run(tmp_path):
+    from train.trainer import CONFIG_FILE, _check_run_dir
+
+    cfg = TrainConfig("a", "b", str(tmp_path), epochs=3)
+    _check_run_dir(tmp_path, cfg)  # empty: fine
+    (tmp_path / CONFIG_FILE).write_text(json.dumps({"train": cfg.to_dict()}))
+    _check_run_dir(tmp_path, cfg)  # same config, unfinished: resume
+    with pytest.raises(FileExistsError, match=r"different configuration \(epochs\)"):
+        _check_run_dir(tmp_path, TrainConfig("a", "b", str(tmp_path), epochs=4))
+    (tmp_path / "metrics.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="already finished"):
+        _check_run_dir(tmp_path, cfg)
+
+
 def test_kl_folders_become_kl_classes(tmp_path):
     ds = scan_class_folders(write_knee_dataset(tmp_path / "kl", per_class=2, size=64))
     assert ds.classes == ["KL0", "KL1", "KL2", "KL3", "KL4"] and ds.kl_grades == [0, 1, 2, 3, 4]

@@ -7,13 +7,15 @@ configuration is saved beside the trained model as ``config.json``.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 HEAD_LAYERS = tuple(f"mixed{i}" for i in range(11))
 """InceptionV3 blocks the classification head may sit on."""
 
 CLASS_WEIGHT_MODES = ("none", "sqrt", "balanced")
+SELECT_METRICS = ("quadratic_weighted_kappa", "accuracy", "balanced_accuracy", "screening_auc")
+"""Validation figures that can pick the best checkpoint (higher is better)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,10 @@ class TrainConfig:
             raise ValueError(f"head_layer must be one of {', '.join(HEAD_LAYERS)}, got {self.head_layer!r}")
         if self.class_weight not in CLASS_WEIGHT_MODES:
             raise ValueError(f"class_weight must be one of {CLASS_WEIGHT_MODES}, got {self.class_weight!r}")
+        if self.select_metric not in SELECT_METRICS:
+            raise ValueError(f"select_metric must be one of {SELECT_METRICS}, got {self.select_metric!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be at least 1, got {self.epochs} and {self.batch_size}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -90,6 +96,3 @@ class TrainConfig:
                 raise ValueError(f"{config_file}: unknown config keys {unknown}")
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)
-
-    def with_(self, **changes) -> TrainConfig:
-        return replace(self, **changes)

@@ -17,6 +17,8 @@ HIDDEN_LAYER = "hidden"
 LOGITS_LAYER = "logits"
 PROBS_LAYER = "probs"
 INPUT_NAME = "input"
+NO_WEIGHTS = ("none", "None", "", None)
+"""Values of ``--weights`` that mean training from scratch."""
 
 
 def resolve_weights(weights: str) -> str | None:
@@ -25,7 +27,7 @@ def resolve_weights(weights: str) -> str | None:
     Raises:
         FileNotFoundError: when a weights path is given and does not exist.
     """
-    if weights in ("none", "None", "", None):
+    if weights in NO_WEIGHTS:
         return None
     if weights == "imagenet":
         return "imagenet"
@@ -70,11 +72,6 @@ def build_model(
     logits = keras.layers.Dense(n_classes, name=LOGITS_LAYER)(x)
     probs = keras.layers.Activation("softmax", name=PROBS_LAYER, dtype="float32")(logits)
     return keras.Model(inputs, probs, name=f"inceptionv3_{head_layer}_{input_size}")
-
-
-def feature_tensor(model):
-    """The feature map the head pools: the input of the ``gap`` layer."""
-    return model.get_layer(GAP_LAYER).input
 
 
 def head_weights(model) -> dict[str, np.ndarray]:

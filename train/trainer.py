@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_infer.labels import screening_for
+from edge_infer.labels import positive_indices, screening_for
 from edge_infer.metrics import classification_summary
 from edge_infer.preprocess import PreprocessSpec, to_model_input
 
@@ -112,12 +112,13 @@ def train(cfg: TrainConfig) -> Path:
 
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _check_run_dir(out, cfg)
     keras.utils.set_random_seed(cfg.seed)
     train_ds = scan_class_folders(cfg.train_dir)
     val_ds = scan_class_folders(cfg.val_dir, folders=train_ds.folders)
     spec = PreprocessSpec(size=cfg.input_size)
     screening = screening_for(train_ds.classes, train_ds.kl_grades)
-    positive = [train_ds.classes.index(c) for c in screening["positive_classes"]] if screening else None
+    positive = positive_indices(train_ds.classes, screening)
     _write_config(out, cfg, train_ds, val_ds, spec, screening)
 
     x_tr, y_tr = _load_split(train_ds, spec)
@@ -145,6 +146,19 @@ def train(cfg: TrainConfig) -> Path:
     (out / "metrics.json").write_text(json.dumps({"selected_on": cfg.select_metric, **best}, indent=2) + "\n")
     log.info("best epoch %d: %s = %.4f; model at %s", best["epoch"], cfg.select_metric, best[cfg.select_metric], out / MODEL_FILE)
     return out / MODEL_FILE
+
+
+def _check_run_dir(out: Path, cfg: TrainConfig) -> None:
+    """Resume only the same run: refuse a directory holding another configuration or a finished run."""
+    config_path = out / CONFIG_FILE
+    if not config_path.is_file():
+        return
+    previous = json.loads(config_path.read_text()).get("train", {})
+    changed = sorted(k for k in set(previous) | set(cfg.to_dict()) if previous.get(k) != cfg.to_dict().get(k))
+    if changed:
+        raise FileExistsError(f"{out}: holds a run with a different configuration ({', '.join(changed)}); choose another --out")
+    if (out / "metrics.json").is_file() and not (out / "backup").exists():
+        raise FileExistsError(f"{out}: this run already finished ({MODEL_FILE}); choose another --out to train again")
 
 
 def _write_config(out: Path, cfg, train_ds: FolderDataset, val_ds: FolderDataset, spec, screening) -> None:
