@@ -70,6 +70,21 @@ def _model_summary(m, cfg: dict) -> str:
     return text
 
 
+def _dropped_and_agreement(d: dict) -> list[str]:
+    lines = []
+    pairs = d.get("agreement_between_formats") or {}
+    if pairs:
+        lines += ["Top-1 agreement between the shipped formats: "
+                  + "; ".join(f"{k} {v:.3f}" for k, v in pairs.items()) + ".", ""]
+    dropped = d.get("dropped_formats") or {}
+    if dropped:
+        lines += ["Formats measured but not shipped in this directory:", ""]
+        lines += [f"- `{n}` ({e['bytes'] / 1e6:.1f} MB, top-1 agreement {_fmt(e['parity_vs_keras']['top1_agreement'])}, "
+                  f"Grad-CAM r {_fmt(e['parity_vs_keras']['gradcam_r_mean'])}): {e['reason']}" for n, e in dropped.items()]
+        lines.append("")
+    return lines
+
+
 def render_model_card(model_dir: str | Path) -> str:
     """The card as Markdown, from the model directory's manifest."""
     m = load_manifest(model_dir)
@@ -94,6 +109,7 @@ def render_model_card(model_dir: str | Path) -> str:
         f"MAE {_fmt(val.get('mean_absolute_error'))} KL grades, AUC (KL ≥ 2) {_fmt(val.get('screening_auc'))}.", "",
         f"Each shipped format, run on the edge runtime over {first['n']} images of `{first['source']}`:", "",
         *_artifact_rows(m), "",
+        *_dropped_and_agreement(d),
         "Reproduce the table: train as above, then", "", "```bash", d.get("conversion", {}).get("command", "kneeoa convert"),
         "```", "",
         "and check that what ships still reaches these figures: `python -m pytest tests/test_default_model.py`.", "",

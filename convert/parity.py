@@ -27,11 +27,12 @@ def keras_reference(export_model, x: np.ndarray, batch_size: int = 32) -> tuple[
 
 
 def measure_parity(runtime: Runtime, x: np.ndarray, labels: np.ndarray, ref_probs: np.ndarray,
-                   ref_features: np.ndarray, head: dict[str, np.ndarray], positive: list[int] | None = None) -> dict:
+                   ref_features: np.ndarray, head: dict[str, np.ndarray],
+                   positive: list[int] | None = None) -> tuple[dict, np.ndarray]:
     """Run ``runtime`` on each image and compare with the Keras reference.
 
     Returns:
-        ``n``, ``top1_agreement``, ``mean_abs_dp``, ``max_abs_dp`` (probabilities),
+        The figures, and this format's ``(n, classes)`` probabilities. Figures: ``n``, ``top1_agreement``, ``mean_abs_dp``, ``max_abs_dp`` (probabilities),
         ``gradcam_r_mean``/``gradcam_r_min`` (Pearson r of the numpy Grad-CAM from this format's
         feature map vs from Keras's, for the Keras top class), ``keras_accuracy``, and this
         format's own figures on the labelled images (``accuracy``, ``quadratic_weighted_kappa``,
@@ -55,4 +56,13 @@ def measure_parity(runtime: Runtime, x: np.ndarray, labels: np.ndarray, ref_prob
         "gradcam_r_min": float(np.min(rs)),
         "keras_accuracy": float((ref_probs.argmax(1) == labels).mean()),
         **{k: v for k, v in classification_summary(labels, probs, positive).items() if k != "n"},
+    }, probs
+
+
+def pairwise_agreement(predictions: dict[str, np.ndarray]) -> dict[str, float]:
+    """Top-1 agreement between every pair of formats' ``(n, classes)`` probabilities."""
+    names = list(predictions)
+    return {
+        f"{a} vs {b}": float((predictions[a].argmax(1) == predictions[b].argmax(1)).mean())
+        for i, a in enumerate(names) for b in names[i + 1 :]
     }

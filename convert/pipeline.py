@@ -21,7 +21,7 @@ from edge_infer.runtimes import open_runtime
 from .calibration import ImageSample, draw_sample
 from .model_card import write_model_card
 from .onnx_export import OPSET, export_onnx_fp32, quantize_onnx_int8
-from .parity import keras_reference, measure_parity
+from .parity import keras_reference, measure_parity, pairwise_agreement
 from .source import FEATURES_OUTPUT, PROBS_OUTPUT, SourceModel, load_source
 from .tflite_export import export_tflite
 
@@ -54,6 +54,9 @@ class ConvertOptions:
         command: The command line that ran this conversion, recorded in the manifest.
         min_agreement: Floor on a format's top-1 agreement with the Keras model.
         min_gradcam_r: Floor on the mean Pearson r of its Grad-CAM with the Keras model's.
+        ship: Formats to keep in ``out_dir`` (default: every one that passes the floors); the
+            others are measured, then removed and recorded as dropped (e.g. large float files
+            that stay out of git and are rebuilt from the ``.keras`` file).
     """
 
     formats: tuple[str, ...]
@@ -67,6 +70,7 @@ class ConvertOptions:
     command: str | None = None
     min_agreement: float = 0.97
     min_gradcam_r: float = 0.9
+    ship: tuple[str, ...] | None = None
 
 
 class ParityFloorError(ValueError):
@@ -115,13 +119,22 @@ def convert_model(model_path: str | Path, out_dir: str | Path, opts: ConvertOpti
     calib = draw_sample(opts.calibration_dir, opts.calibration_size, spec, opts.seed) if needs_calibration else None
     ref = _reference(src, draw_sample(verify_dir, opts.verify_size, spec, opts.seed + 1))
     np.savez(out_dir / HEAD_FILE, **ref.head)
+    artifacts, predictions = {}, {}
     with tempfile.TemporaryDirectory() as work:
-        artifacts = {name: _build_artifact(FORMATS[name], src, spec, out_dir, calib, ref, Path(work)) for name in names}
-    rejected = _apply_floors(artifacts, out_dir, opts)
+        for name in names:
+            artifacts[name], predictions[name] = _build_artifact(FORMATS[name], src, spec, out_dir, calib, ref, Path(work))
+    rejected = _apply_floors(artifacts, opts)
+    dropped = {n: {"reason": why, **artifacts.pop(n)} for n, why in rejected.items()}
+    for name in [n for n in artifacts if opts.ship is not None and n not in opts.ship]:
+        why = f"not shipped here; rebuild it with `kneeoa convert {src.path.name} --formats {name}`"
+        dropped[name] = {"reason": why, **artifacts.pop(name)}
+    for entry in dropped.values():
+        (out_dir / entry["file"]).unlink(missing_ok=True)
     if not artifacts:
-        raise ParityFloorError(f"{out_dir}: every format fell below the parity floors: {rejected}")
+        raise ParityFloorError(f"{out_dir}: no format left to ship: {rejected or 'none of --ship was written'}")
     manifest = _manifest(src, spec, ref.features.shape[1:], artifacts, out_dir, opts)
-    manifest["rejected_formats"] = rejected
+    manifest["agreement_between_formats"] = pairwise_agreement({n: predictions[n] for n in artifacts})
+    manifest["dropped_formats"] = {n: {k: v for k, v in e.items() if k not in ("file", "sha256")} for n, e in dropped.items()}
     path = out_dir / MANIFEST_FILE
     path.write_text(json.dumps(_json_safe(manifest), indent=2, allow_nan=False) + "\n")
     load_manifest(out_dir)  # what we wrote must be what the device accepts
@@ -145,10 +158,10 @@ def _json_safe(value):
     return value
 
 
-def _apply_floors(artifacts: dict, out_dir: Path, opts: ConvertOptions) -> dict[str, str]:
-    """Remove formats below the floors (their files too); returns format → reason."""
+def _apply_floors(artifacts: dict, opts: ConvertOptions) -> dict[str, str]:
+    """Formats below the parity floors, with the reason."""
     rejected = {}
-    for name, art in list(artifacts.items()):
+    for name, art in artifacts.items():
         p = art["parity_vs_keras"]
         problems = []
         if p["top1_agreement"] < opts.min_agreement:
@@ -157,7 +170,6 @@ def _apply_floors(artifacts: dict, out_dir: Path, opts: ConvertOptions) -> dict[
             problems.append(f"Grad-CAM r {p['gradcam_r_mean']:.3f} < {opts.min_gradcam_r}")
         if problems:
             rejected[name] = f"{', '.join(problems)} on {p['n']} images"
-            (out_dir / artifacts.pop(name)["file"]).unlink(missing_ok=True)
     if opts.default_format in rejected:
         raise ParityFloorError(f"--default-format {opts.default_format} was rejected: {rejected[opts.default_format]}")
     return rejected
@@ -184,7 +196,7 @@ def _reference(src: SourceModel, sample: ImageSample) -> _Reference:
 
 
 def _build_artifact(fmt: ModelFormat, src: SourceModel, spec: PreprocessSpec, out_dir: Path,
-                    calib: ImageSample | None, ref: _Reference, work: Path) -> dict:
+                    calib: ImageSample | None, ref: _Reference, work: Path) -> tuple[dict, np.ndarray]:
     """Write one format, run it on the edge runtime against Keras, and describe it for the manifest."""
     t0 = time.perf_counter()
     path = _write_format(fmt, src, out_dir, calib, work)
@@ -192,7 +204,7 @@ def _build_artifact(fmt: ModelFormat, src: SourceModel, spec: PreprocessSpec, ou
     outputs = {"probabilities": PROBS_OUTPUT, "features": FEATURES_OUTPUT}
     shapes = {"probabilities": (None, ref.probs.shape[1]), "features": (None, *ref.features.shape[1:])}
     with open_runtime(fmt, path, outputs, (None, spec.size, spec.size, spec.channels), shapes) as rt:
-        parity = measure_parity(rt, ref.sample.x, ref.sample.labels, ref.probs, ref.features, ref.head, ref.positive)
+        parity, probs = measure_parity(rt, ref.sample.x, ref.sample.labels, ref.probs, ref.features, ref.head, ref.positive)
     parity["source"] = ref.sample.source
     log.info("%s: %s, %.1f MB, top-1 agreement %.3f, max |Δp| %.4f, Grad-CAM r %.3f, accuracy %.3f",
              fmt.name, path.name, path.stat().st_size / 1e6, parity["top1_agreement"], parity["max_abs_dp"],
@@ -201,7 +213,7 @@ def _build_artifact(fmt: ModelFormat, src: SourceModel, spec: PreprocessSpec, ou
         "file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
         "engine": fmt.engine.value, "quantization": _quantization_info(fmt, calib),
         "parity_vs_keras": parity, "convert_seconds": round(seconds, 1),
-    }
+    }, probs
 
 
 def _default_format(names: list[str], requested: str | None) -> str:

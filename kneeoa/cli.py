@@ -87,6 +87,7 @@ def train_cmd(data_dir: Path, val_dir, out_dir, config_file, **options) -> None:
 @click.option("--verify-size", type=click.IntRange(min=1), default=200, show_default=True, help="Images drawn from --verify for the parity check.")
 @click.option("--default-format", help="Format edge-infer uses by default [default: first int8 ONNX written].")
 @click.option("--name", help="Model name in the manifest [default: the run's folder name].")
+@click.option("--ship", help="Comma-separated formats to keep in --out [default: all that pass]; the others are measured, recorded as dropped, and removed.")
 @click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.97, show_default=True, help="Reject a format whose top-1 agreement with Keras is lower.")
 @click.option("--min-gradcam-r", type=click.FloatRange(-1, 1), default=0.9, show_default=True, help="Reject a format whose Grad-CAM correlates less with Keras's.")
 def convert_cmd(model_path: Path, out_dir: Path, formats: str, **options) -> None:
@@ -95,8 +96,15 @@ def convert_cmd(model_path: Path, out_dir: Path, formats: str, **options) -> Non
     unknown = [n for n in names if n not in FORMAT_NAMES]
     if unknown or not names:
         raise click.BadParameter(f"unknown format(s) {unknown}; choose from {', '.join(FORMAT_NAMES)} or 'all'", param_hint="--formats")
-    if options["default_format"] and options["default_format"] not in names:
-        raise click.BadParameter(f"{options['default_format']!r} is not among the formats written", param_hint="--default-format")
+    ship = None
+    if options["ship"]:
+        ship = tuple(f.strip() for f in options["ship"].split(",") if f.strip())
+        if not set(ship) <= set(names):
+            raise click.BadParameter(f"{sorted(set(ship) - set(names))} not among --formats", param_hint="--ship")
+    options["ship"] = ship
+    kept = ship or names
+    if options["default_format"] and options["default_format"] not in kept:
+        raise click.BadParameter(f"{options['default_format']!r} is not among the formats shipped", param_hint="--default-format")
     _quiet_tensorflow()
     from convert.pipeline import ConvertOptions, convert_model
 

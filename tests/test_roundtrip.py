@@ -39,6 +39,8 @@ def test_manifest_describes_every_format(model_dir):
         assert parity["n"] == 10
         assert len(art.sha256) == 64
         m.artifact_path(name)  # checksum verifies
+    assert len(m.data["agreement_between_formats"]) == 15  # every pair of the six
+    assert m.data["agreement_between_formats"]["onnx-fp32 vs tflite-fp32"] == 1.0
     int8 = m.artifacts["tflite-int8"].info["quantization"]["calibration"]
     assert int8["images"] == 20 and int8["per_class"] == [4, 4, 4, 4, 4]
 
@@ -123,8 +125,13 @@ def test_formats_below_the_floor_are_rejected_not_shipped(trained_run, knee_data
     opts = ConvertOptions(formats=("onnx-fp32", "tflite-dynamic"), calibration_dir=knee_dataset / "val",
                           verify_size=5, min_agreement=0.0, min_gradcam_r=-1.0)
     strict = ConvertOptions(**{**opts.__dict__, "min_agreement": 1.01})
-    with pytest.raises(ParityFloorError, match=r"every format fell below .*top-1 agreement with Keras 1\.000 < 1\.01"):
+    with pytest.raises(ParityFloorError, match=r"no format left to ship: .*top-1 agreement with Keras 1\.000 < 1\.01"):
         convert_model(trained_run, tmp_path / "strict", strict)
     assert not (tmp_path / "strict" / "model.fp32.onnx").exists()
-    convert_model(trained_run, tmp_path / "ok", opts)
-    assert load_manifest(tmp_path / "ok").data["rejected_formats"] == {}
+    convert_model(trained_run, tmp_path / "ok", ConvertOptions(**{**opts.__dict__, "ship": ("tflite-dynamic",)}))
+    m = load_manifest(tmp_path / "ok")
+    assert list(m.artifacts) == ["tflite-dynamic"] and m.default_format == "tflite-dynamic"
+    dropped = m.data["dropped_formats"]["onnx-fp32"]
+    assert "not shipped here" in dropped["reason"] and dropped["parity_vs_keras"]["top1_agreement"] == 1.0
+    assert not (tmp_path / "ok" / "model.fp32.onnx").exists()
+    assert "onnx-fp32" in (tmp_path / "ok" / "MODEL_CARD.md").read_text()
