@@ -16,7 +16,7 @@ _CLI_SKIP = {"train_dir", "val_dir", "out_dir"}
 def training_command(cfg: dict) -> str:
     """The ``kneeoa train`` command line that reproduces a run (options that differ from defaults)."""
     defaults = TrainConfig(train_dir="", val_dir="", out_dir="").to_dict()
-    parts = ["kneeoa train", cfg["train_dir"], "--val", cfg["val_dir"], "--out", "RUN_DIR"]
+    parts = ["kneeoa train", cfg["train_dir"], "--val", cfg["val_dir"], "--out", f"runs/{Path(cfg['out_dir']).name}"]
     for key, value in cfg.items():
         if key in _CLI_SKIP or value == defaults.get(key):
             continue
