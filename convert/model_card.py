@@ -101,6 +101,9 @@ def render_model_card(model_dir: str | Path) -> str:
         "## Data", "", training.get("data_citation") or "See the training configuration below.", "",
         f"Images per class (train / validation): {training['counts']['train']} / {training['counts']['val']}.", "",
         "## Training", "", "```bash", training_command(cfg), "```", "",
+        f"The Keras model it writes (`{d['source_model']['file']}`, {d['source_model'].get('bytes', 0) / 1e6:.0f} MB, "
+        f"sha256 `{d['source_model']['sha256'][:16]}…`) is kept out of git; this command rebuilds it "
+        "(training from scratch is not bit-for-bit repeatable, so expect figures close to, not equal to, these).", "",
         f"Checkpoint chosen on validation {training['validation']['selected_on'] if training.get('validation') else ''} "
         f"at epoch {(training.get('validation') or {}).get('epoch', 'n/a')} of {cfg['epochs']}.", "",
         "## Validation", "",

@@ -37,13 +37,20 @@ class _Calibration:
 
 
 def quantize_onnx_int8(fp32_path: Path, path: Path, calibration: np.ndarray) -> Path:
-    """Static QDQ quantization: per-channel int8 weights, uint8 activations, MinMax calibration.
+    """Static QDQ quantization: per-channel int8 weights, uint8 activations, percentile calibration.
 
-    Why this scheme: on x86 CPUs (AVX-512/VNNI here) uint8 activations with int8 weights run
-    about 2× faster than float32, while int8 activations (onnxruntime's default) ran 10–17 ms with
-    large variation between sessions, and ``quantize_dynamic`` turned convolutions into slow
-    ConvInteger ops (≈ 6× slower than float32), measured with InceptionV3 at 224 px on this
-    project's 2-core AVX-512 workstation.
+    Why this scheme (measured with onnxruntime 1.32 on this project's 2-core AVX-512 workstation,
+    InceptionV3 to ``mixed5`` at 75 px, 300 validation knees, agreement = top-1 with float32):
+
+    - uint8 activations + int8 weights, 8-bit: 2.1 ms (fp32: 3.4 ms) but only 0.71 agreement; the
+      u8×s8 dot-product kernels saturate. int8 activations (onnxruntime's default) fail the same way.
+    - the same with ``reduce_range`` (7-bit weights, no saturation): 2.3 ms, 0.967 agreement with
+      MinMax calibration, 0.970 with 99.999th-percentile calibration (kept: outliers in ReLU
+      activations no longer stretch the uint8 range).
+    - uint8 weights (u8×u8): 0.980 agreement but 3.1 ms, hardly faster than float32.
+    - ``quantize_dynamic`` turns convolutions into ConvInteger, ≈ 6× slower than float32 at 224 px.
+
+    Softmax stays in float: a uint8 probability resolves only steps of 1/255.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -52,20 +59,21 @@ def quantize_onnx_int8(fp32_path: Path, path: Path, calibration: np.ndarray) -> 
 
     graph = onnx.load(str(fp32_path), load_external_data=False).graph
     input_name = graph.input[0].name
-    # A uint8 softmax output resolves probabilities only in steps of 1/255; keep it in float.
     float_nodes = [n.name for n in graph.node if n.op_type == "Softmax"]
     with tempfile.TemporaryDirectory() as tmp:
         prepped = Path(tmp) / "prepped.onnx"
         quant_pre_process(str(fp32_path), str(prepped), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepped),
-            str(path),
-            _Calibration(input_name, calibration),
-            quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            calibrate_method=CalibrationMethod.MinMax,
-            nodes_to_exclude=float_nodes,
-        )
+        with native_output_to(os.devnull, stdout=True, stderr=False):  # the calibrator prints its settings
+            quantize_static(
+                str(prepped),
+                str(path),
+                _Calibration(input_name, calibration),
+                quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                reduce_range=True,
+                calibrate_method=CalibrationMethod.Percentile,
+                nodes_to_exclude=float_nodes,
+            )
     return path

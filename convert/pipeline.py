@@ -254,7 +254,8 @@ def _manifest(src: SourceModel, spec: PreprocessSpec, feature_shape, artifacts: 
             "command": opts.command or "kneeoa convert (called from Python)",
             "calibration_size": opts.calibration_size, "verify_size": opts.verify_size, "seed": opts.seed,
         },
-        "source_model": {"file": src.path.name, "sha256": sha256_file(src.path), "onnx_opset": OPSET},
+        "source_model": {"file": src.path.name, "sha256": sha256_file(src.path), "bytes": src.path.stat().st_size,
+                         "onnx_opset": OPSET},
         "training": {
             "config": train_cfg,
             "counts": cfg.get("counts"),

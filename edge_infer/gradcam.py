@@ -42,14 +42,16 @@ def gradcam_from_features(features: np.ndarray, head: dict[str, np.ndarray], cla
         class_index: Class whose evidence is mapped.
 
     Returns:
-        ``(h, w)`` float32 map in [0, 1] (all zeros when no position supports the class).
+        ``(h, w)`` float32 map scaled to [0, 1] between its weakest and strongest position (all
+        zeros when no position supports the class more than another), so the overlay highlights
+        where the evidence is, rather than tinting the whole knee.
     """
     f = np.asarray(features, np.float64)
     if f.ndim == 4:
         f = f[0]
     cam = np.maximum(f @ channel_weights(f, head, class_index), 0.0)
-    peak = cam.max()
-    return (cam / peak if peak > 0 else cam).astype(np.float32)
+    lo, hi = cam.min(), cam.max()
+    return ((cam - lo) / (hi - lo) if hi > lo else np.zeros_like(cam)).astype(np.float32)
 
 
 def cam_to_image(cam: np.ndarray, pad: SquarePadding) -> np.ndarray:

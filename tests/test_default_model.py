@@ -21,7 +21,9 @@ def manifest():
 def test_default_model_is_complete_and_cites_its_data(manifest):
     assert manifest.kl_grades == [0, 1, 2, 3, 4]
     assert manifest.screening["positive_classes"] == ["KL2", "KL3", "KL4"]
-    assert "onnx-int8" in manifest.artifacts and "tflite-int8" in manifest.artifacts
+    engines = {art.format.engine.value for art in manifest.artifacts.values()}
+    assert engines == {"onnxruntime", "litert"}  # an ONNX and a TFLite format ship
+    assert all("int8" in art.format.precision for art in manifest.artifacts.values())  # int8 only in git
     for name in manifest.artifacts:
         path = manifest.artifact_path(name)  # exists and matches its sha256
         assert path.stat().st_size < 25 * 2**20
@@ -29,7 +31,10 @@ def test_default_model_is_complete_and_cites_its_data(manifest):
     assert (manifest.model_dir / "MODEL_CARD.md").is_file()
 
 
-@pytest.mark.parametrize("fmt", ["onnx-int8", "tflite-int8"])
+SHIPPED = list(load_manifest(default_model_dir()).artifacts)
+
+
+@pytest.mark.parametrize("fmt", SHIPPED)
 def test_default_model_runs(manifest, knee_png, fmt):
     with Classifier(format=fmt) as clf:
         pred = clf.predict(knee_png)
@@ -37,7 +42,7 @@ def test_default_model_runs(manifest, knee_png, fmt):
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("fmt", ["onnx-int8", "tflite-int8"])
+@pytest.mark.parametrize("fmt", SHIPPED)
 def test_default_model_holds_its_validation_accuracy(manifest, fmt):
     """Every val knee through exactly what ships; the manifest's recorded accuracy is the floor."""
     recorded = manifest.artifacts[fmt].info["parity_vs_keras"]

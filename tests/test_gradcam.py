@@ -21,7 +21,7 @@ def _tape_gradcam(model, feature_layer: str, x: np.ndarray, class_index: int) ->
     grads = tape.gradient(score, feats)[0].numpy()
     alpha = grads.mean(axis=(0, 1))
     cam = np.maximum((feats[0].numpy() * alpha).sum(-1), 0)
-    return cam / cam.max() if cam.max() > 0 else cam
+    return (cam - cam.min()) / (cam.max() - cam.min()) if cam.max() > cam.min() else np.zeros_like(cam)
 
 
 def _small_model(hidden: int):
