@@ -61,7 +61,7 @@ class ConvertOptions:
 
     formats: tuple[str, ...]
     calibration_dir: Path | None = None
-    calibration_size: int = 200
+    calibration_size: int = 500
     verify_dir: Path | None = None
     verify_size: int = 200
     default_format: str | None = None
@@ -126,7 +126,9 @@ def convert_model(model_path: str | Path, out_dir: str | Path, opts: ConvertOpti
     rejected = _apply_floors(artifacts, opts)
     dropped = {n: {"reason": why, **artifacts.pop(n)} for n, why in rejected.items()}
     for name in [n for n in artifacts if opts.ship is not None and n not in opts.ship]:
-        why = f"not shipped here; rebuild it with `kneeoa convert {src.path.name} --formats {name}`"
+        size = artifacts[name]["bytes"] / 1e6
+        why = (f"left out by --ship ({FORMATS[name].precision}, {size:.1f} MB); "
+               f"rebuild it with `kneeoa convert {src.path.name} --formats {name}`")
         dropped[name] = {"reason": why, **artifacts.pop(name)}
     for entry in dropped.values():
         (out_dir / entry["file"]).unlink(missing_ok=True)

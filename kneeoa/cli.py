@@ -82,7 +82,7 @@ def train_cmd(data_dir: Path, val_dir, out_dir, config_file, **options) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Model directory to write (manifest.json and artifacts).")
 @click.option("--formats", default="onnx-fp32,onnx-int8,tflite-int8", show_default=True, help=f"Comma-separated, or 'all': {', '.join(FORMAT_NAMES)}.")
 @click.option("--calibration", "calibration_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of real images (class sub-folders) for int8 calibration.")
-@click.option("--calibration-size", type=click.IntRange(min=1), default=200, show_default=True, help="Images drawn, class-balanced and shuffled.")
+@click.option("--calibration-size", type=click.IntRange(min=1), default=500, show_default=True, help="Images drawn, class-balanced and shuffled.")
 @click.option("--verify", "verify_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Labelled folder to check every format against Keras [default: the calibration folder].")
 @click.option("--verify-size", type=click.IntRange(min=1), default=200, show_default=True, help="Images drawn from --verify for the parity check.")
 @click.option("--default-format", help="Format edge-infer uses by default [default: first int8 ONNX written].")

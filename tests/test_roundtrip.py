@@ -132,6 +132,6 @@ def test_formats_below_the_floor_are_rejected_not_shipped(trained_run, knee_data
     m = load_manifest(tmp_path / "ok")
     assert list(m.artifacts) == ["tflite-dynamic"] and m.default_format == "tflite-dynamic"
     dropped = m.data["dropped_formats"]["onnx-fp32"]
-    assert "not shipped here" in dropped["reason"] and dropped["parity_vs_keras"]["top1_agreement"] == 1.0
+    assert "left out by --ship" in dropped["reason"] and dropped["parity_vs_keras"]["top1_agreement"] == 1.0
     assert not (tmp_path / "ok" / "model.fp32.onnx").exists()
     assert "onnx-fp32" in (tmp_path / "ok" / "MODEL_CARD.md").read_text()
