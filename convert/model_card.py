@@ -33,11 +33,12 @@ def _fmt(v) -> str:
 
 
 def _artifact_rows(m) -> list[str]:
-    rows = ["| format | file | MB | top-1 agreement with Keras | max abs Δp | Grad-CAM r (mean) | accuracy | kappa | AUC (KL ≥ 2) |",
+    rows = ["| format | file | MB | top-1 agreement with Keras (all / clear calls¹) | max abs Δp | Grad-CAM r (mean) | accuracy | kappa | AUC (KL ≥ 2) |",
             "|---|---|---|---|---|---|---|---|---|"]
     for name, art in m.artifacts.items():
         p = art.info["parity_vs_keras"]
-        rows.append(f"| `{name}` | `{art.file}` | {art.info['bytes'] / 1e6:.1f} | {_fmt(p['top1_agreement'])} | "
+        clear = p.get("top1_agreement_when_keras_margin_ge_0.1")
+        rows.append(f"| `{name}` | `{art.file}` | {art.info['bytes'] / 1e6:.1f} | {_fmt(p['top1_agreement'])} / {_fmt(clear)} | "
                     f"{p['max_abs_dp']:.4f} | {_fmt(p['gradcam_r_mean'])} | {_fmt(p['accuracy'])} | "
                     f"{_fmt(p.get('quadratic_weighted_kappa'))} | {_fmt(p.get('screening_auc'))} |")
     return rows
@@ -112,6 +113,9 @@ def render_model_card(model_dir: str | Path) -> str:
         f"MAE {_fmt(val.get('mean_absolute_error'))} KL grades, AUC (KL ≥ 2) {_fmt(val.get('screening_auc'))}.", "",
         f"Each shipped format, run on the edge runtime over {first['n']} images of `{first['source']}`:", "",
         *_artifact_rows(m), "",
+        f"¹ Clear calls: knees where the Keras model's two most probable grades differ by at least 0.1 "
+        f"({_fmt(first.get('keras_margin_ge_0.1_share'))} of these images); disagreements concentrate on the rest, "
+        "where the float model itself hesitates between neighbouring grades.", "",
         *_dropped_and_agreement(d),
         "Reproduce the table: train as above, then", "", "```bash", d.get("conversion", {}).get("command", "kneeoa convert"),
         "```", "",

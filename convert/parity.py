@@ -9,6 +9,10 @@ from edge_infer.metrics import classification_summary
 from edge_infer.runtimes import Runtime
 
 
+CONFIDENT_MARGIN = 0.1
+"""Gap between Keras's two most probable classes above which a knee counts as a clear call."""
+
+
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson r of two arrays; for a constant array (r undefined): 1.0 if the arrays are equal, else 0.0."""
     a = np.asarray(a, np.float64).ravel()
@@ -47,9 +51,15 @@ def measure_parity(runtime: Runtime, x: np.ndarray, labels: np.ndarray, ref_prob
                           gradcam_from_features(ref_features[i], head, top)))
     probs = np.asarray(probs, np.float64)
     dp = np.abs(probs - ref_probs)
+    agree = probs.argmax(1) == ref_probs.argmax(1)
+    top2 = np.sort(ref_probs, axis=1)[:, -2:]
+    confident = (top2[:, 1] - top2[:, 0]) >= CONFIDENT_MARGIN
     return {
         "n": int(len(x)),
-        "top1_agreement": float((probs.argmax(1) == ref_probs.argmax(1)).mean()),
+        "top1_agreement": float(agree.mean()),
+        # Disagreements concentrate where Keras itself hesitates between two grades.
+        "top1_agreement_when_keras_margin_ge_0.1": float(agree[confident].mean()) if confident.any() else None,
+        "keras_margin_ge_0.1_share": float(confident.mean()),
         "mean_abs_dp": float(dp.mean()),
         "max_abs_dp": float(dp.max()),
         "gradcam_r_mean": float(np.mean(rs)),
