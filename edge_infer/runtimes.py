@@ -101,10 +101,10 @@ class OnnxRuntime(Runtime):
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ModelContractError(f"{path}: onnxruntime cannot load it ({e})") from None
         inp = self._session.get_inputs()
-        self._input = inp[0].name
         found = {o.name: tuple(o.shape) for o in self._session.get_outputs()}
-        self._verify_contract(len(inp), tuple(inp[0].shape), found)
-        self._names = [outputs[r] for r in outputs]
+        self._verify_contract(len(inp), tuple(inp[0].shape) if inp else (), found)
+        self._input = inp[0].name
+        self._names = list(outputs.values())
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         values = self._session.run(self._names, {self._input: x})
@@ -137,10 +137,10 @@ class LiteRTRuntime(Runtime):
                 self._runner = self._interp.get_signature_runner(TFLITE_SIGNATURE)
             except (ValueError, RuntimeError) as e:
                 raise ModelContractError(f"{path}: LiteRT cannot load it ({e})") from None
-            sig_in = self._runner.get_input_details()
-            self._input, details = next(iter(sig_in.items()))
+            sig_in = list(self._runner.get_input_details().items())
             found = {k: tuple(int(v) for v in d["shape"]) for k, d in self._runner.get_output_details().items()}
-            self._verify_contract(len(sig_in), tuple(int(v) for v in details["shape"]), found)
+            self._verify_contract(len(sig_in), tuple(int(v) for v in sig_in[0][1]["shape"]) if sig_in else (), found)
+            self._input = sig_in[0][0]
             # XNNPACK prints its banner at the first invoke: do that here, silenced.
             self.run(np.zeros([1, *self.expected_input[1:]], np.float32))
 
