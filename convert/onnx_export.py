@@ -39,16 +39,19 @@ class _Calibration:
 def quantize_onnx_int8(fp32_path: Path, path: Path, calibration: np.ndarray) -> Path:
     """Static QDQ quantization: per-channel int8 weights, uint8 activations, percentile calibration.
 
-    Why this scheme (measured with onnxruntime 1.32 on this project's 2-core AVX-512 workstation,
-    InceptionV3 to ``mixed5`` at 75 px, 300 validation knees, agreement = top-1 with float32):
+    Why this scheme (measured with onnxruntime 1.32 on a 2-core AMD EPYC with AVX2 but no AVX-512
+    or VNNI, InceptionV3 to ``mixed5`` at 75 px, 300 validation knees, agreement = top-1 with float32):
 
-    - uint8 activations + int8 weights, 8-bit: 2.1 ms (fp32: 3.4 ms) but only 0.71 agreement; the
-      u8×s8 dot-product kernels saturate. int8 activations (onnxruntime's default) fail the same way.
+    - uint8 activations + int8 weights, 8-bit: 2.1 ms (fp32: 3.4 ms) but only 0.71 agreement: without
+      VNNI, x86 u8×s8 kernels use VPMADDUBSW, whose 16-bit intermediate sums saturate. int8
+      activations (onnxruntime's default) fail the same way (onnxruntime documents this for x86
+      without VNNI).
     - the same with ``reduce_range`` (7-bit weights, no saturation): 2.3 ms, 0.967 agreement with
       MinMax calibration, 0.970 with 99.999th-percentile calibration (kept: outliers in ReLU
       activations no longer stretch the uint8 range).
     - uint8 weights (u8×u8): 0.980 agreement but 3.1 ms, hardly faster than float32.
-    - ``quantize_dynamic`` turns convolutions into ConvInteger, ≈ 6× slower than float32 at 224 px.
+    - ``quantize_dynamic`` turns convolutions into ConvInteger, ≈ 6× slower than float32 at 224 px
+      (measured on an AVX-512 machine).
 
     Softmax stays in float: a uint8 probability resolves only steps of 1/255.
     """
