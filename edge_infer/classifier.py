@@ -42,7 +42,8 @@ class Prediction:
         probabilities: Class name → probability.
         oa_probability: Summed probability of the positive classes (KL ≥ 2), or ``None``.
         class_index: Index of the top class (the class the heatmap explains).
-        cam: Grad-CAM map in [0, 1] over the original image, ``(height, width)``.
+        cam: Grad-CAM map in [0, 1] over the original image, ``(height, width)``; ``None`` when
+            :meth:`Classifier.predict` was asked for no heatmap.
         image: The input as ``uint8`` grey at its original size (for overlays).
     """
 
@@ -51,7 +52,7 @@ class Prediction:
     probabilities: dict[str, float]
     oa_probability: float | None
     class_index: int
-    cam: np.ndarray
+    cam: np.ndarray | None
     image: np.ndarray
 
     def to_record(self, source: str, heatmap: str | None = None) -> dict:
@@ -114,8 +115,12 @@ class Classifier:
             f"{INSTALL_HINTS[Engine.ONNXRUNTIME]}; {INSTALL_HINTS[Engine.LITERT]}"
         )
 
-    def predict(self, image: str | Path | np.ndarray) -> Prediction:
+    def predict(self, image: str | Path | np.ndarray, heatmap: bool = True) -> Prediction:
         """Classify one knee image: a file path, or a ``uint8`` array (grey ``(H, W)`` or RGB ``(H, W, 3)``).
+
+        Args:
+            image: The knee image.
+            heatmap: Compute the Grad-CAM map (``Prediction.cam``); skip it for bulk scoring.
 
         Raises:
             InputImageError: the file or array is not a usable knee image.
@@ -127,10 +132,10 @@ class Classifier:
         # Full-int8 softmax outputs come in steps of 1/256 and need not sum to exactly 1.
         probs = probs / probs.sum() if probs.sum() > 0 else np.full_like(probs, 1.0 / len(probs))
         top = int(probs.argmax())
-        cam = cam_to_image(gradcam_from_features(out["features"][0], self._head, top), pad)
+        cam = cam_to_image(gradcam_from_features(out["features"][0], self._head, top), pad) if heatmap else None
         return self._prediction(probs, top, cam, gray)
 
-    def _prediction(self, probs: np.ndarray, top: int, cam: np.ndarray, gray: np.ndarray) -> Prediction:
+    def _prediction(self, probs: np.ndarray, top: int, cam: np.ndarray | None, gray: np.ndarray) -> Prediction:
         m = self.manifest
         oa = None
         label = m.classes[top]

@@ -106,7 +106,7 @@ def main(inputs, model_dir, format_name, as_json, heatmap_dir, threads, verbose)
                 continue
             source = str(path)
             try:
-                pred = classifier.predict(path)
+                pred = classifier.predict(path, heatmap=heatmaps is not None)
                 heatmap = str(heatmaps.write(path, pred)) if heatmaps else None
                 record = pred.to_record(source, heatmap)
             except KneeOAError as e:

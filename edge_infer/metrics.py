@@ -42,6 +42,40 @@ def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def roc_curve(y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ROC points from the strictest threshold to the loosest: ``(fpr, tpr, thresholds)``, starting
+    at (0, 0) with threshold +inf; one point per distinct score (a positive call is ``score >= t``)."""
+    y = np.asarray(y_true, bool)
+    s = np.asarray(score, np.float64)
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1] if len(s) else np.zeros(0, int)
+    tp = np.cumsum(y)[last_of_tie]
+    fp = np.cumsum(~y)[last_of_tie]
+    n_pos, n_neg = max(int(y.sum()), 1), max(int((~y).sum()), 1)
+    return (np.r_[0.0, fp / n_neg], np.r_[0.0, tp / n_pos], np.r_[np.inf, s[last_of_tie]])
+
+
+def screening_at_threshold(y_true: np.ndarray, score: np.ndarray, threshold: float) -> dict:
+    """Sensitivity, specificity and the 2×2 counts when ``score >= threshold`` calls positive."""
+    y = np.asarray(y_true, bool)
+    call = np.asarray(score, np.float64) >= threshold
+    tp, fn = int((call & y).sum()), int((~call & y).sum())
+    fp, tn = int((call & ~y).sum()), int((~call & ~y).sum())
+
+    def ratio(a: int, b: int) -> float:
+        return a / b if b else float("nan")
+
+    return {
+        "threshold": float(threshold),
+        "sensitivity": ratio(tp, tp + fn),
+        "specificity": ratio(tn, tn + fp),
+        "positive_predictive_value": ratio(tp, tp + fp),
+        "negative_predictive_value": ratio(tn, tn + fn),
+        "counts": {"tp": tp, "fn": fn, "fp": fp, "tn": tn},
+    }
+
+
 def classification_summary(
     y_true: np.ndarray, probs: np.ndarray, positive_classes: list[int] | None = None
 ) -> dict:

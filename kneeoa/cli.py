@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shlex
 import sys
@@ -11,7 +12,7 @@ import click
 
 from edge_infer.formats import FORMAT_NAMES
 from edge_infer.errors import KneeOAError
-from train.config import CLASS_WEIGHT_MODES, HEAD_LAYERS, SELECT_METRICS
+from train.config import CLASS_WEIGHT_MODES, HEAD_LAYERS, LOSSES, SELECT_METRICS
 
 
 def _quiet_tensorflow() -> None:
@@ -46,6 +47,10 @@ def main(verbose: bool) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), help="[default: 32]")
 @click.option("--learning-rate", type=float, help="Peak Adam learning rate, cosine decay [default: 1e-3].")
 @click.option("--label-smoothing", type=float, help="[default: 0]")
+@click.option("--loss", type=click.Choice(LOSSES), help="crossentropy, or sord (soft ordinal labels for KL grades) [default: crossentropy].")
+@click.option("--sord-alpha", type=float, help="SORD target sharpness: mass ∝ exp(-alpha·Δgrade²) [default: 2].")
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False), help="Start from a trained .keras model of the same architecture (any input size).")
+@click.option("--jit/--no-jit", "jit_compile", default=None, help="XLA-compile the training step [default: off].")
 @click.option("--class-weight", type=click.Choice(CLASS_WEIGHT_MODES), help="[default: sqrt]")
 @click.option("--rotation-deg", type=float, help="Augmentation: max rotation [default: 10].")
 @click.option("--zoom", type=float, help="Augmentation: zoom fraction [default: 0.15].")
@@ -72,7 +77,7 @@ def train_cmd(data_dir: Path, val_dir, out_dir, config_file, **options) -> None:
         raise click.UsageError(str(e)) from None
     try:
         path = train(cfg)
-    except (FileNotFoundError, FileExistsError, KneeOAError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError, KneeOAError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(path)
 
@@ -114,6 +119,67 @@ def convert_cmd(model_path: Path, out_dir: Path, formats: str, **options) -> Non
     except (FileNotFoundError, ValueError, KneeOAError) as e:  # ParityFloorError is a ValueError
         raise click.ClickException(str(e)) from None
     click.echo(manifest_path)
+
+
+@main.command("evaluate")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Model directory with manifest.json [default: the shipped model].")
+@click.option("--format", "format_name", type=click.Choice(FORMAT_NAMES), help="Model format [default: the manifest's].")
+@click.option("--threads", type=click.IntRange(min=1), help="Inference threads.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Write evaluation.json, predictions.csv, confusion_matrix.png and roc.png here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON (without per-image predictions) instead of the table.")
+def evaluate_cmd(data_dir: Path, model_dir, format_name, threads, out_dir, as_json) -> None:
+    """Score DATA_DIR (one sub-folder per class: 0..4 for KL grades) on the edge runtime, as shipped.
+
+    Unreadable images are reported on stderr and listed under "failed"; the exit status is then 1.
+    """
+    from .evaluate import evaluate, report, write_outputs
+
+    progress = _Progress("evaluate")
+    try:
+        result = evaluate(data_dir, model_dir, format_name, threads, on_result=progress)
+    except (FileNotFoundError, ValueError, KneeOAError) as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        progress.close()
+    if out_dir:
+        for path in write_outputs(result, out_dir):
+            click.echo(f"wrote {path}", err=True)
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in result.items() if k != "predictions"}, indent=1))
+    else:
+        click.echo(report(result))
+    sys.exit(1 if result["failed"] else 0)
+
+
+class _Progress:
+    """``done/total`` on stderr, redrawn in place on a terminal and every 10% otherwise; errors
+    get their own line."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.tty = sys.stderr.isatty()
+        self.shown = -1
+
+    def __call__(self, done: int, total: int, path: Path, error: str | None) -> None:
+        if error:
+            self._clear()
+            click.echo(f"error: {error}", err=True)
+        tenth = done * 10 // total
+        if self.tty:
+            click.echo(f"\r{self.what} {done}/{total}", err=True, nl=False)
+            self.shown = done
+        elif tenth != self.shown:
+            self.shown = tenth
+            click.echo(f"{self.what} {done}/{total}", err=True)
+
+    def _clear(self) -> None:
+        if self.tty and self.shown >= 0:
+            click.echo("\r\033[K", err=True, nl=False)
+
+    def close(self) -> None:
+        if self.tty and self.shown >= 0:
+            click.echo("", err=True)
 
 
 if __name__ == "__main__":

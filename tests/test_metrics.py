@@ -34,3 +34,26 @@ def test_summary_fields():
     assert s["recall_per_class"][3] == pytest.approx(0.5)
     assert s["screening_auc"] == pytest.approx(1.0)
     assert confusion_matrix(y, probs.argmax(1), 5)[3, 4] == 1
+
+
+def test_roc_curve_points_and_area():
+    from edge_infer.metrics import roc_curve
+
+    y = np.array([0, 0, 1, 1, 0, 1])
+    s = np.array([0.1, 0.4, 0.35, 0.8, 0.4, 0.9])
+    fpr, tpr, thr = roc_curve(y, s)
+    # Thresholds, strictest first: inf, 0.9, 0.8, 0.4 (two negatives tie), 0.35, 0.1.
+    assert thr.tolist() == [np.inf, 0.9, 0.8, 0.4, 0.35, 0.1]
+    assert tpr.tolist() == pytest.approx([0, 1 / 3, 2 / 3, 2 / 3, 1, 1])
+    assert fpr.tolist() == pytest.approx([0, 0, 0, 2 / 3, 2 / 3, 1])
+    assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc(y, s))
+
+
+def test_screening_at_threshold_counts():
+    from edge_infer.metrics import screening_at_threshold
+
+    r = screening_at_threshold([1, 1, 1, 0, 0], [0.9, 0.5, 0.2, 0.5, 0.1], threshold=0.5)
+    assert r["counts"] == {"tp": 2, "fn": 1, "fp": 1, "tn": 1}  # 0.5 itself calls positive
+    assert (r["sensitivity"], r["specificity"]) == pytest.approx((2 / 3, 1 / 2))
+    assert r["positive_predictive_value"] == pytest.approx(2 / 3)
+    assert np.isnan(screening_at_threshold([0, 0], [0.1, 0.2], 0.5)["sensitivity"])  # no positives

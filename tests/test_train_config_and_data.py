@@ -97,3 +97,20 @@ def test_convert_without_images_is_a_usage_error(tmp_path):
     assert result.exit_code == 1 and "--calibration DIR" in result.output
     result = CliRunner().invoke(kneeoa, ["convert", str(model), "--out", str(tmp_path / "o"), "--formats", "caffe"])
     assert result.exit_code == 2 and "caffe" in result.output
+
+
+def test_sord_targets_are_ordinal_soft_labels():
+    from train.trainer import target_table
+
+    cfg = TrainConfig("a", "b", "c", loss="sord", sord_alpha=2.0)
+    t = target_table(5, cfg, [0, 1, 2, 3, 4])
+    assert t.sum(1) == pytest.approx(np.ones(5))
+    assert (t.argmax(1) == np.arange(5)).all()
+    # Mass falls off with grade distance, symmetrically: exp(-2) per step of 1, exp(-8) at 2.
+    assert t[2, 1] == pytest.approx(t[2, 3]) and t[2, 1] / t[2, 2] == pytest.approx(np.exp(-2.0))
+    assert t[2, 0] / t[2, 2] == pytest.approx(np.exp(-8.0))
+    assert (target_table(5, TrainConfig("a", "b", "c"), [0, 1, 2, 3, 4]) == np.eye(5)).all()
+    with pytest.raises(ValueError, match="ordinal classes"):
+        target_table(2, cfg, None)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        TrainConfig("a", "b", "c", loss="hinge")

@@ -51,10 +51,27 @@ def _augmenter(cfg: TrainConfig):
     return keras.Sequential(layers, name="augment")
 
 
-def _dataset(x, y, sample_w, n_classes, cfg: TrainConfig, training: bool):
+def target_table(n_classes: int, cfg: TrainConfig, kl_grades: list[int] | None) -> np.ndarray:
+    """Row ``i`` is the training target for class ``i``: one-hot, or SORD soft ordinal labels
+    ``softmax(-alpha * (grade_k - grade_i)^2)`` over the KL grades.
+
+    Raises:
+        ValueError: SORD asked for classes that are not KL grades (no order to respect).
+    """
+    if cfg.loss == "crossentropy":
+        return np.eye(n_classes, dtype=np.float32)
+    if kl_grades is None:
+        raise ValueError("--loss sord needs ordinal classes: folders named 0..4 (KL grades)")
+    g = np.asarray(kl_grades, np.float64)
+    logits = -cfg.sord_alpha * (g[None, :] - g[:, None]) ** 2
+    table = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (table / table.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _dataset(x, y, sample_w, targets: np.ndarray, cfg: TrainConfig, training: bool):
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, n_classes), sample_w.astype(np.float32)))
+    ds = tf.data.Dataset.from_tensor_slices((x, targets[y], sample_w.astype(np.float32)))
     if training:
         ds = ds.shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
     ds = ds.batch(cfg.batch_size)
@@ -125,20 +142,24 @@ def train(cfg: TrainConfig) -> Path:
     x_va, y_va = _load_split(val_ds, spec)
     n = len(train_ds.classes)
     cw = class_weights(y_tr, n, cfg.class_weight)
+    targets = target_table(n, cfg, train_ds.kl_grades)
     model = build_model(n, cfg.input_size, cfg.head_layer, cfg.weights, cfg.hidden_units, cfg.dropout)
+    if cfg.init_from:
+        init_from_model(model, cfg.init_from)
     steps = cfg.steps_per_epoch or int(np.ceil(len(x_tr) / cfg.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(steps * cfg.epochs, 1))
     model.compile(
         optimizer=keras.optimizers.Adam(schedule),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
         weighted_metrics=["accuracy"],
+        jit_compile=cfg.jit_compile,
     )
     callbacks = [
         keras.callbacks.BackupAndRestore(str(out / "backup")),
         validation_checkpoint(x_va, y_va, out, positive, cfg.select_metric),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
     ]
-    train_data = _dataset(x_tr, y_tr, cw[y_tr], n, cfg, training=True)
+    train_data = _dataset(x_tr, y_tr, cw[y_tr], targets, cfg, training=True)
     if cfg.steps_per_epoch:
         train_data = train_data.repeat()
     model.fit(train_data, epochs=cfg.epochs, shuffle=False, steps_per_epoch=cfg.steps_per_epoch, callbacks=callbacks, verbose=2)
@@ -146,6 +167,38 @@ def train(cfg: TrainConfig) -> Path:
     (out / "metrics.json").write_text(json.dumps({"selected_on": cfg.select_metric, **best}, indent=2) + "\n")
     log.info("best epoch %d: %s = %.4f; model at %s", best["epoch"], cfg.select_metric, best[cfg.select_metric], out / MODEL_FILE)
     return out / MODEL_FILE
+
+
+def init_from_model(model, path: str | Path) -> None:
+    """Copy every layer's weights from a trained ``.keras`` model of the same architecture.
+
+    Convolutions and dense layers do not depend on the input size, so a model trained at 75 px
+    can start a run at 128 px (progressive resizing).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the architectures differ (a missing layer or a weight of another shape).
+    """
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: --init-from model not found")
+    source = keras.saving.load_model(path, compile=False)
+    # Keras numbers unnamed layers per process (conv2d, conv2d_94, ...), so layers pair up by
+    # position in the graph, which the same architecture fixes, and are checked by type and shape.
+    ours = [layer for layer in model.layers if layer.weights]
+    theirs = [layer for layer in source.layers if layer.weights]
+    if len(ours) != len(theirs):
+        raise ValueError(f"{path}: {len(theirs)} layers with weights, expected {len(ours)}; "
+                         "--init-from needs the same head layer and head")
+    for mine, src in zip(ours, theirs):
+        shapes = [tuple(w.shape) for w in src.weights], [tuple(w.shape) for w in mine.weights]
+        if type(mine) is not type(src) or shapes[0] != shapes[1]:
+            raise ValueError(f"{path}: layer {src.name!r} ({type(src).__name__} {shapes[0]}) does not match "
+                             f"{mine.name!r} ({type(mine).__name__} {shapes[1]}); --init-from needs the same architecture")
+        mine.set_weights(src.get_weights())
+    log.info("initialised from %s", path)
 
 
 def _check_run_dir(out: Path, cfg: TrainConfig) -> None:

@@ -1,0 +1,158 @@
+"""Evaluate a shipped model exactly as the device runs it: the edge runtime (no TensorFlow) over a
+folder with one sub-folder per class.
+
+Figures: 5-class accuracy, balanced accuracy, quadratic weighted kappa, mean absolute error in
+grades, per-class recall, the confusion matrix; for screening models (KL ≥ 2), ROC AUC and
+sensitivity/specificity at the manifest's operating threshold.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from edge_infer.classifier import Classifier
+from edge_infer.errors import KneeOAError
+from edge_infer.metrics import classification_summary, roc_curve, screening_at_threshold
+from train.data import scan_class_folders
+
+from .plots import confusion_matrix_png, roc_png
+
+EVALUATION_FILE = "evaluation.json"
+PREDICTIONS_FILE = "predictions.csv"
+CONFUSION_FILE = "confusion_matrix.png"
+ROC_FILE = "roc.png"
+
+
+def evaluate(
+    data_dir: str | Path,
+    model_dir: str | Path | None = None,
+    format: str | None = None,
+    threads: int | None = None,
+    on_result: Callable[[int, int, Path, str | None], None] | None = None,
+) -> dict:
+    """Score every image under ``data_dir/<class>/`` with :class:`Classifier`.
+
+    Args:
+        data_dir: Folder with one sub-folder per class, named like the training folders (``0``..``4``).
+        model_dir: Model directory; default the shipped model.
+        format: Format name; default the manifest's.
+        threads: Inference threads.
+        on_result: Called after each image with ``(done, total, path, error or None)`` (progress).
+
+    Returns:
+        A JSON-ready dict: ``model``, ``format``, ``data``, ``n``, ``failed`` (``{input, error}``
+        records), ``summary`` (the figures) and ``predictions`` (one record per scored image).
+
+    Raises:
+        FileNotFoundError: no dataset there.
+        ValueError: the folders' classes are not the model's.
+        KneeOAError: the model cannot be loaded.
+    """
+    data_dir = Path(data_dir)
+    t0 = time.perf_counter()
+    with Classifier(model_dir, format=format, threads=threads) as clf:
+        m = clf.manifest
+        ds = scan_class_folders(data_dir)
+        if ds.classes != m.classes:
+            raise ValueError(f"{data_dir}: class folders {ds.folders} give classes {ds.classes}; "
+                             f"the model {m.name} has {m.classes}")
+        labels, probs, predictions, failed = [], [], [], []
+        for i, (path, label) in enumerate(zip(ds.paths, ds.labels)):
+            error = None
+            try:
+                pred = clf.predict(path, heatmap=False)
+            except KneeOAError as e:
+                error = " ".join(str(e).split())
+                failed.append({"input": str(path), "error": error})
+            else:
+                labels.append(int(label))
+                probs.append([pred.probabilities[c] for c in m.classes])
+                predictions.append({"input": str(path), "true": m.classes[label], "predicted": m.classes[pred.class_index],
+                                    "oa_probability": pred.oa_probability, "probabilities": pred.probabilities})
+            if on_result:
+                on_result(i + 1, len(ds.paths), path, error)
+        fmt = clf.format
+    y = np.asarray(labels, np.int64)
+    p = np.asarray(probs, np.float64).reshape(len(labels), len(m.classes))
+    summary = classification_summary(y, p, m.positive_indices or None) if len(y) else {"n": 0}
+    summary["classes"] = m.classes
+    if m.screening and len(y):
+        positive = np.isin(y, m.positive_indices)
+        score = p[:, m.positive_indices].sum(1)
+        fpr, tpr, thresholds = roc_curve(positive, score)
+        summary["screening"] = {
+            "positive_classes": m.screening["positive_classes"],
+            "auc": summary.pop("screening_auc"),
+            **screening_at_threshold(positive, score, m.screening["threshold"]),
+            "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": [None if not np.isfinite(t) else t for t in thresholds]},
+        }
+    return {
+        "model": m.name,
+        "model_dir": str(m.model_dir),
+        "format": fmt,
+        "data": str(data_dir),
+        "n": len(ds.paths),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "failed": failed,
+        "summary": summary,
+        "predictions": predictions,
+    }
+
+
+def report(result: dict) -> str:
+    """A readable table of an :func:`evaluate` result."""
+    s = result["summary"]
+    lines = [f"model {result['model']} ({result['format']}) on {result['data']}: "
+             f"{s['n']} images scored, {len(result['failed'])} failed"]
+    if not s["n"]:
+        return "\n".join(lines)
+    lines.append(f"  accuracy {s['accuracy']:.3f}   balanced accuracy {s['balanced_accuracy']:.3f}   "
+                 f"quadratic weighted kappa {s['quadratic_weighted_kappa']:.3f}   MAE {s['mean_absolute_error']:.3f}")
+    sc = s.get("screening")
+    if sc:
+        lines.append(f"  screening {'+'.join(sc['positive_classes'])} at P ≥ {sc['threshold']:.2f}: AUC {sc['auc']:.3f}   "
+                     f"sensitivity {sc['sensitivity']:.3f}   specificity {sc['specificity']:.3f}   "
+                     f"PPV {sc['positive_predictive_value']:.3f}   NPV {sc['negative_predictive_value']:.3f}")
+    classes = s["classes"]
+    width = max(6, *(len(c) + 1 for c in classes))
+    lines.append("  " + "true \\ predicted".ljust(18) + "".join(c.rjust(width) for c in classes) + "recall".rjust(9))
+    for name, row, rec in zip(classes, s["confusion_matrix"], s["recall_per_class"]):
+        recall = "–" if rec is None else f"{rec:.3f}"
+        lines.append("  " + name.ljust(18) + "".join(str(v).rjust(width) for v in row) + recall.rjust(9))
+    return "\n".join(lines)
+
+
+def write_outputs(result: dict, out_dir: str | Path) -> list[Path]:
+    """``evaluation.json``, ``predictions.csv``, ``confusion_matrix.png`` and (screening) ``roc.png``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / EVALUATION_FILE]
+    written[0].write_text(json.dumps(result, indent=1) + "\n")
+    s = result["summary"]
+    classes = s["classes"]
+    with open(out / PREDICTIONS_FILE, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["input", "true", "predicted", "oa_probability", *classes])
+        for r in result["predictions"]:
+            oa = "" if r["oa_probability"] is None else f"{r['oa_probability']:.6f}"
+            w.writerow([r["input"], r["true"], r["predicted"], oa, *(f"{r['probabilities'][c]:.6f}" for c in classes)])
+    written.append(out / PREDICTIONS_FILE)
+    if not s["n"]:
+        return written
+    subtitle = f"{result['model']} ({result['format']}), n={s['n']}"
+    written.append(confusion_matrix_png(s["confusion_matrix"], classes, out / CONFUSION_FILE,
+                                        f"Confusion matrix: accuracy {s['accuracy']:.3f}, QWK {s['quadratic_weighted_kappa']:.3f}", subtitle))
+    sc = s.get("screening")
+    if sc and np.isfinite(sc["auc"]):
+        operating = (1.0 - sc["specificity"], sc["sensitivity"])
+        label = f"P(OA) >= {sc['threshold']:.2f}: sens {sc['sensitivity']:.2f}, spec {sc['specificity']:.2f}"
+        written.append(roc_png(np.asarray(sc["roc"]["fpr"]), np.asarray(sc["roc"]["tpr"]), sc["auc"], operating,
+                               out / ROC_FILE, f"Screening ROC: {' + '.join(sc['positive_classes'])} vs the rest",
+                               subtitle, label))
+    return written
