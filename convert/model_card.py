@@ -6,41 +6,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge_infer.manifest import MANIFEST_FILE, load_manifest
-from train.config import TrainConfig
+from train.config import training_command
 from train.model import NO_WEIGHTS
 
 CARD_FILE = "MODEL_CARD.md"
-_CLI_SKIP = {"train_dir", "val_dir", "out_dir"}
-
-
-def training_command(cfg: dict) -> str:
-    """The ``kneeoa train`` command line that reproduces a run (options that differ from defaults)."""
-    defaults = TrainConfig(train_dir="", val_dir="", out_dir="").to_dict()
-    parts = ["kneeoa train", cfg["train_dir"], "--val", cfg["val_dir"], "--out", f"runs/{Path(cfg['out_dir']).name}"]
-    for key, value in cfg.items():
-        if key in _CLI_SKIP or value == defaults.get(key):
-            continue
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            parts.append(flag if value else flag.replace("--", "--no-", 1))
-        else:
-            parts += [flag, str(value)]
-    return " ".join(parts)
-
 
 def _fmt(v) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
 def _artifact_rows(m) -> list[str]:
-    rows = ["| format | file | MB | top-1 agreement with Keras (all / clear calls¹) | max abs Δp | Grad-CAM r (mean) | accuracy | kappa | AUC (KL ≥ 2) |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| format | file | MB | top-1 agreement with Keras (all / clear calls¹) | max abs Δp | Grad-CAM r (mean) | accuracy | kappa | AUC (KL ≥ 2) | sensitivity / specificity² |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for name, art in m.artifacts.items():
         p = art.info["parity_vs_keras"]
         clear = p.get("top1_agreement_when_keras_margin_ge_0.1")
         rows.append(f"| `{name}` | `{art.file}` | {art.info['bytes'] / 1e6:.1f} | {_fmt(p['top1_agreement'])} / {_fmt(clear)} | "
                     f"{p['max_abs_dp']:.4f} | {_fmt(p['gradcam_r_mean'])} | {_fmt(p['accuracy'])} | "
-                    f"{_fmt(p.get('quadratic_weighted_kappa'))} | {_fmt(p.get('screening_auc'))} |")
+                    f"{_fmt(p.get('quadratic_weighted_kappa'))} | {_fmt(p.get('screening_auc'))} | "
+                    f"{_fmt(p.get('sensitivity'))} / {_fmt(p.get('specificity'))} |")
     return rows
 
 
@@ -86,6 +70,25 @@ def _dropped_and_agreement(d: dict) -> list[str]:
     return lines
 
 
+def _model_dir_arg(m) -> str:
+    """``models/<name>`` for a model directory inside a checkout, else its path."""
+    return f"models/{m.model_dir.name}" if m.model_dir.parent.name == "models" else str(m.model_dir)
+
+
+def _training_commands(training: dict) -> list[str]:
+    stages = [st for st in training.get("earlier_stages") or [] if st.get("config")]
+    if not stages:
+        return ["```bash", training_command(training["config"]), "```"]
+    lines = [f"Trained in {len(stages) + 1} stages (progressive resizing): each stage starts from the previous "
+             "stage's selected checkpoint (`--init-from`) at a larger input size.", "", "```bash"]
+    for st in stages:
+        v = (st.get("validation") or {}).get("val", {})
+        lines += [f"# {st['config']['input_size']} px: selected epoch {(st.get('validation') or {}).get('epoch', 'n/a')}, "
+                  f"val accuracy {_fmt(v.get('accuracy'))}, QWK {_fmt(v.get('quadratic_weighted_kappa'))}",
+                  training_command(st["config"])]
+    return lines + [f"# {training['config']['input_size']} px: this model", training_command(training["config"]), "```"]
+
+
 def render_model_card(model_dir: str | Path) -> str:
     """The card as Markdown, from the model directory's manifest."""
     m = load_manifest(model_dir)
@@ -101,7 +104,7 @@ def render_model_card(model_dir: str | Path) -> str:
         "## Model", "", _model_summary(m, cfg), "",
         "## Data", "", training.get("data_citation") or "See the training configuration below.", "",
         f"Images per class (train / validation): {training['counts']['train']} / {training['counts']['val']}.", "",
-        "## Training", "", "```bash", training_command(cfg), "```", "",
+        "## Training", "", *_training_commands(training), "",
         f"The Keras model it writes (`{d['source_model']['file']}`, {d['source_model'].get('bytes', 0) / 1e6:.0f} MB, "
         f"sha256 `{d['source_model']['sha256'][:16]}…`) is kept out of git; this command rebuilds it "
         "(training from scratch is not bit-for-bit repeatable, so expect figures close to, not equal to, these).", "",
@@ -115,11 +118,16 @@ def render_model_card(model_dir: str | Path) -> str:
         *_artifact_rows(m), "",
         f"¹ Clear calls: knees where the Keras model's two most probable grades differ by at least 0.1 "
         f"({_fmt(first.get('keras_margin_ge_0.1_share'))} of these images); disagreements concentrate on the rest, "
-        "where the float model itself hesitates between neighbouring grades.", "",
+        "where the float model itself hesitates between neighbouring grades.",
+        f"² Screening at the operating threshold (summed P(KL ≥ 2) ≥ {(m.screening or {}).get('threshold', 'n/a')}).", "",
         *_dropped_and_agreement(d),
         "Reproduce the table: train as above, then", "", "```bash", d.get("conversion", {}).get("command", "kneeoa convert"),
         "```", "",
-        "and check that what ships still reaches these figures: `python -m pytest tests/test_default_model.py`.", "",
+        "Reproduce a format's row from what ships, on the runtime-only install (no TensorFlow); it also writes "
+        "the confusion matrix, ROC curve and per-image predictions:", "", "```bash",
+        *[f"kneeoa evaluate {first['source']} --model {_model_dir_arg(m)} --format {name} --out eval-{name}" for name in m.artifacts],
+        "```", "",
+        "`python -m pytest tests/test_default_model.py` checks that what ships still reaches these figures.", "",
         "## Limits", "",
         *_limits(m, cfg, bool(training.get("data_citation"))), "",
     ]

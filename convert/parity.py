@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge_infer.gradcam import gradcam_from_features
-from edge_infer.metrics import classification_summary
+from edge_infer.metrics import classification_summary, screening_at_threshold
 from edge_infer.runtimes import Runtime
 
 
@@ -32,7 +32,7 @@ def keras_reference(export_model, x: np.ndarray, batch_size: int = 32) -> tuple[
 
 def measure_parity(runtime: Runtime, x: np.ndarray, labels: np.ndarray, ref_probs: np.ndarray,
                    ref_features: np.ndarray, head: dict[str, np.ndarray],
-                   positive: list[int] | None = None) -> tuple[dict, np.ndarray]:
+                   positive: list[int] | None = None, threshold: float = 0.5) -> tuple[dict, np.ndarray]:
     """Run ``runtime`` on each image and compare with the Keras reference.
 
     Returns:
@@ -40,7 +40,8 @@ def measure_parity(runtime: Runtime, x: np.ndarray, labels: np.ndarray, ref_prob
         ``gradcam_r_mean``/``gradcam_r_min`` (Pearson r of the numpy Grad-CAM from this format's
         feature map vs from Keras's, for the Keras top class), ``keras_accuracy``, and this
         format's own figures on the labelled images (``accuracy``, ``quadratic_weighted_kappa``,
-        ``screening_auc`` for the ``positive`` classes, …).
+        ``screening_auc``, ``sensitivity`` and ``specificity`` at ``threshold`` for the
+        ``positive`` classes, …).
     """
     probs, rs = [], []
     for i in range(len(x)):
@@ -54,6 +55,10 @@ def measure_parity(runtime: Runtime, x: np.ndarray, labels: np.ndarray, ref_prob
     agree = probs.argmax(1) == ref_probs.argmax(1)
     top2 = np.sort(ref_probs, axis=1)[:, -2:]
     confident = (top2[:, 1] - top2[:, 0]) >= CONFIDENT_MARGIN
+    screening = {}
+    if positive:
+        at = screening_at_threshold(np.isin(labels, positive), probs[:, positive].sum(1), threshold)
+        screening = {"screening_threshold": threshold, "sensitivity": at["sensitivity"], "specificity": at["specificity"]}
     return {
         "n": int(len(x)),
         "top1_agreement": float(agree.mean()),
@@ -66,6 +71,7 @@ def measure_parity(runtime: Runtime, x: np.ndarray, labels: np.ndarray, ref_prob
         "gradcam_r_min": float(np.min(rs)),
         "keras_accuracy": float((ref_probs.argmax(1) == labels).mean()),
         **{k: v for k, v in classification_summary(labels, probs, positive).items() if k != "n"},
+        **screening,
     }, probs
 
 

@@ -206,7 +206,8 @@ def _build_artifact(fmt: ModelFormat, src: SourceModel, spec: PreprocessSpec, ou
     outputs = {"probabilities": PROBS_OUTPUT, "features": FEATURES_OUTPUT}
     shapes = {"probabilities": (None, ref.probs.shape[1]), "features": (None, *ref.features.shape[1:])}
     with open_runtime(fmt, path, outputs, (None, spec.size, spec.size, spec.channels), shapes) as rt:
-        parity, probs = measure_parity(rt, ref.sample.x, ref.sample.labels, ref.probs, ref.features, ref.head, ref.positive)
+        parity, probs = measure_parity(rt, ref.sample.x, ref.sample.labels, ref.probs, ref.features, ref.head, ref.positive,
+                                       threshold=(src.config.get("screening") or {}).get("threshold", 0.5))
     parity["source"] = ref.sample.source
     log.info("%s: %s, %.1f MB, top-1 agreement %.3f, max |Δp| %.4f, Grad-CAM r %.3f, accuracy %.3f",
              fmt.name, path.name, path.stat().st_size / 1e6, parity["top1_agreement"], parity["max_abs_dp"],
@@ -225,6 +226,23 @@ def _default_format(names: list[str], requested: str | None) -> str:
         return requested
     onnx = [n for n in names if FORMATS[n].engine is Engine.ONNXRUNTIME]
     return ([n for n in onnx if FORMATS[n].calibrated] or onnx or names)[0]
+
+
+def earlier_stages(train_cfg: dict, limit: int = 8) -> list[dict]:
+    """The runs this one started from (``--init-from``, progressive resizing), oldest first, each
+    with its configuration and selected validation figures as its run directory recorded them."""
+    stages: list[dict] = []
+    cfg = train_cfg
+    while cfg.get("init_from") and len(stages) < limit:
+        run = Path(cfg["init_from"]).parent
+        config_path = run / "config.json"
+        if not config_path.is_file():
+            stages.append({"config": None, "init_from": cfg["init_from"], "note": "run directory not found at conversion"})
+            break
+        cfg = json.loads(config_path.read_text())["train"]
+        metrics = run / "metrics.json"
+        stages.append({"config": cfg, "validation": json.loads(metrics.read_text()) if metrics.is_file() else None})
+    return stages[::-1]
 
 
 def _manifest(src: SourceModel, spec: PreprocessSpec, feature_shape, artifacts: dict, out_dir: Path, opts: ConvertOptions) -> dict:
@@ -262,6 +280,7 @@ def _manifest(src: SourceModel, spec: PreprocessSpec, feature_shape, artifacts: 
             "config": train_cfg,
             "counts": cfg.get("counts"),
             "validation": json.loads(metrics_path.read_text()) if metrics_path.is_file() else None,
+            "earlier_stages": earlier_stages(train_cfg),
             "data_citation": KNEEKL224_CITATION if "kneeKL224" in data_dirs else None,
         },
     }

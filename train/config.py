@@ -112,3 +112,24 @@ class TrainConfig:
                 raise ValueError(f"{config_file}: unknown config keys {unknown}")
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)
+
+
+_CLI_SKIP = {"train_dir", "val_dir", "out_dir"}
+
+
+def training_command(cfg: dict) -> str:
+    """The ``kneeoa train`` command line that reproduces a run (options that differ from defaults)."""
+    defaults = TrainConfig(train_dir="", val_dir="", out_dir="").to_dict()
+    flags = {"jit_compile": "--jit"}
+    parts = ["kneeoa train", cfg["train_dir"], "--val", cfg["val_dir"], "--out", f"runs/{Path(cfg['out_dir']).name}"]
+    for key, value in cfg.items():
+        if key in _CLI_SKIP or value == defaults.get(key):
+            continue
+        flag = flags.get(key, "--" + key.replace("_", "-"))
+        if key == "init_from":  # runs live outside the repository; name them as runs/<run>/<file>
+            value = f"runs/{Path(value).parent.name}/{Path(value).name}"
+        if isinstance(value, bool):
+            parts.append(flag if value else flag.replace("--", "--no-", 1))
+        else:
+            parts += [flag, str(value)]
+    return " ".join(parts)

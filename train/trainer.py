@@ -97,10 +97,15 @@ def validation_checkpoint(x_val, y_val, out_dir: Path, positive: list[int] | Non
             best = json.loads(self.best_file.read_text()) if self.best_file.exists() else {}
             self.best = best.get(metric, -np.inf)
 
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
         def on_epoch_end(self, epoch, logs=None):
             probs = self.model.predict(np.repeat(x_val, 3, axis=-1), batch_size=64, verbose=0)
             summary = classification_summary(y_val, probs, positive)
-            record = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}, "val": summary}
+            record = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}, "val": summary,
+                      "seconds": round(time.perf_counter() - getattr(self, "started", time.perf_counter()), 1),
+                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             with open(out_dir / "epochs.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             score = summary[metric]
