@@ -22,7 +22,7 @@ from .calibration import ImageSample, draw_sample
 from .model_card import write_model_card
 from .onnx_export import OPSET, export_onnx_fp32, quantize_onnx_int8
 from .parity import keras_reference, measure_parity, pairwise_agreement
-from .source import FEATURES_OUTPUT, PROBS_OUTPUT, SourceModel, load_source
+from .source import FEATURES_OUTPUT, PROBS_OUTPUT, SourceModel, load_source, model_gflop
 from .tflite_export import export_tflite
 
 log = logging.getLogger(__name__)
@@ -274,6 +274,8 @@ def _manifest(src: SourceModel, spec: PreprocessSpec, feature_shape, artifacts: 
             "command": opts.command or "kneeoa convert (called from Python)",
             "calibration_size": opts.calibration_size, "verify_size": opts.verify_size, "seed": opts.seed,
         },
+        "compute": {"gflop_per_image": round(model_gflop(src.model), 4),
+                    "counted": "2 x multiply-adds of the convolutions and dense layers, batch 1"},
         "source_model": {"file": src.path.name, "sha256": sha256_file(src.path), "bytes": src.path.stat().st_size,
                          "onnx_opset": OPSET},
         "training": {

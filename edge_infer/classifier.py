@@ -102,6 +102,11 @@ class Classifier:
             verbose=verbose,
         )
 
+    @property
+    def runtime(self) -> Runtime:
+        """The loaded engine: ``runtime.run(x)`` on a preprocessed batch is the raw invoke."""
+        return self._runtime
+
     def _pick_format(self) -> str:
         m = self.manifest
         if engine_available(m.artifacts[m.default_format].format.engine):

@@ -88,6 +88,42 @@ def roc_png(fpr: np.ndarray, tpr: np.ndarray, auc: float, operating: tuple[float
     return _save(img, path)
 
 
+def scatter_png(points: Sequence[tuple[float, float, str]], path: str | Path, title: str,
+                x_label: str, y_label: str) -> Path:
+    """Labelled points on linear axes from zero (e.g. latency against file size)."""
+    w, h, left, top = 520, 340, 70, 50
+    img = Image.new("RGB", (left + w + 170, top + h + 56), WHITE)
+    d = ImageDraw.Draw(img)
+    x_max = _nice(max([p[0] for p in points], default=1.0))
+    y_max = _nice(max([p[1] for p in points], default=1.0))
+
+    def xy(x: float, y: float) -> tuple[float, float]:
+        return left + x / x_max * w, top + (1.0 - y / y_max) * h
+
+    _text(d, (left + w // 2, 12), title, 15, anchor="ma")
+    for t in np.linspace(0, 1, 6):
+        d.line([xy(t * x_max, 0), xy(t * x_max, y_max)], fill=LIGHT)
+        d.line([xy(0, t * y_max), xy(x_max, t * y_max)], fill=LIGHT)
+        _text(d, (xy(t * x_max, 0)[0], top + h + 6), f"{t * x_max:g}", 11, GREY, anchor="ma")
+        _text(d, (left - 6, xy(0, t * y_max)[1]), f"{t * y_max:g}", 11, GREY, anchor="rm")
+    d.rectangle([xy(0, y_max), xy(x_max, 0)], outline=GREY)
+    for x, y, label in points:
+        px, py = xy(x, y)
+        d.ellipse([px - 5, py - 5, px + 5, py + 5], fill=BLUE)
+        _text(d, (px + 8, py - 8), label, 11, anchor="la")
+    _text(d, (left + w // 2, top + h + 26), x_label, 12, anchor="ma")
+    _text(d, (6, top - 20), y_label, 12)
+    return _save(img, path)
+
+
+def _nice(value: float) -> float:
+    """The next 1, 2 or 5 × 10^k at or above ``value`` (an axis maximum)."""
+    if value <= 0:
+        return 1.0
+    exp = 10 ** np.floor(np.log10(value))
+    return float(next(m * exp for m in (1, 2, 5, 10) if value <= m * exp))
+
+
 def _dashed(d: ImageDraw.ImageDraw, a, b, fill, dash: float = 6) -> None:
     a, b = np.asarray(a, float), np.asarray(b, float)
     n = int(np.hypot(*(b - a)) // dash)

@@ -1,0 +1,352 @@
+"""``kneeoa bench``: size, load time, latency, end-to-end throughput, peak memory and accuracy of
+every format of a model, on the machine it runs on, with the runtime-only install.
+
+Each (format, threads) row is measured in its own Python process, so load time is a cold load,
+peak RSS is that format's alone, and a format that fails to load becomes a row with its error.
+The optional Keras row (``--keras``) needs TensorFlow and is the float32 reference.
+
+Timings use ``time.perf_counter``. Latency is the raw runtime invoke on one preprocessed image
+(batch 1) after a warm-up, repeated for at least ``min_time`` seconds and ``min_runs`` calls.
+End to end is ``Classifier.predict(path)`` per file, as ``edge-infer`` does it: decode,
+preprocess, infer (and Grad-CAM when asked for).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+WORKER = "benchmarks.bench"
+
+
+def machine_info() -> dict:
+    """CPU model, cores, the SIMD features that decide int8/float speed, OS and package versions."""
+    cpu, flags, mhz = platform.processor() or platform.machine(), set(), None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip().lower()
+            if key in ("model name", "hardware") and cpu in ("", platform.machine(), platform.processor()):
+                cpu = value.strip()
+            elif key in ("flags", "features"):
+                flags |= set(value.split())
+            elif key == "cpu mhz" and mhz is None:
+                mhz = float(value)
+    except OSError:
+        pass
+    interesting = ["avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "asimd", "asimddp", "i8mm", "sve"]
+    versions = {}
+    for dist in ("onnxruntime", "ai-edge-litert", "tflite-runtime", "numpy", "pillow", "tensorflow", "tensorflow-cpu"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return {
+        "cpu": cpu,
+        "logical_cores": os.cpu_count(),
+        "mhz": mhz,
+        "simd": [f for f in interesting if f in flags],
+        "machine": platform.machine(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
+def _percentiles(times: list[float]) -> dict:
+    ms = np.asarray(times) * 1e3
+    return {"median_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)),
+            "p99_ms": float(np.percentile(ms, 99)), "runs": len(ms)}
+
+
+def _repeat(fn, min_time: float, min_runs: int) -> list[float]:
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_runs or time.perf_counter() - start < min_time:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    return kb / 1024 if sys.platform != "darwin" else kb / 2**20
+
+
+def measure_format(model_dir: str, fmt: str, threads: int, images: list[str], min_time: float,
+                   min_runs: int, warmup: int, data: str | None) -> dict:
+    """One row, in this process: load, first inference, latency, end to end, peak RSS, accuracy."""
+    from edge_infer.classifier import Classifier
+    from edge_infer.preprocess import load_grayscale, prepare_gray, to_model_input
+
+    t = time.perf_counter()
+    clf = Classifier(model_dir, format=fmt, threads=threads)
+    load_s = time.perf_counter() - t
+    spec = clf.manifest.preprocess
+    x = to_model_input(prepare_gray(load_grayscale(images[0]), spec.size)[0], spec)
+    t = time.perf_counter()
+    clf.runtime.run(x)
+    first_s = time.perf_counter() - t
+    for _ in range(warmup):
+        clf.runtime.run(x)
+    row = {"load_ms": load_s * 1e3, "first_ms": first_s * 1e3,
+           "latency": _percentiles(_repeat(lambda: clf.runtime.run(x), min_time, min_runs))}
+    for key, heatmap in (("end_to_end", False), ("end_to_end_gradcam", True)):
+        files = itertools.cycle(images)
+        times = _repeat(lambda: clf.predict(next(files), heatmap=heatmap), min_time, min_runs)
+        row[key] = _percentiles(times) | {"images_per_s": len(times) / sum(times)}
+    if data:
+        from kneeoa.evaluate import evaluate
+
+        result = evaluate(data, model_dir, fmt, threads)
+        s = result["summary"]
+        row["accuracy"] = {k: s.get(k) for k in ("n", "accuracy", "quadratic_weighted_kappa")} | {
+            "screening_auc": (s.get("screening") or {}).get("auc"), "failed": len(result["failed"])}
+        row["predictions"] = {r["input"]: r["predicted"] for r in result["predictions"]}
+    row["peak_rss_mb"] = _peak_rss_mb()
+    clf.close()
+    return row
+
+
+def measure_keras(keras_model: str, threads: int, images: list[str], min_time: float, min_runs: int,
+                  warmup: int, data: str | None, size: int) -> dict:
+    """The float32 Keras model in TensorFlow (``model.predict``), the reference the formats come from."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    t = time.perf_counter()
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    import keras
+
+    model = keras.saving.load_model(keras_model, compile=False)
+    load_s = time.perf_counter() - t
+    from edge_infer.preprocess import PreprocessSpec, load_grayscale, prepare_gray, to_model_input
+
+    spec = PreprocessSpec(size)
+    x = to_model_input(prepare_gray(load_grayscale(images[0]), size)[0], spec)
+    t = time.perf_counter()
+    model.predict(x, verbose=0)
+    first_s = time.perf_counter() - t
+    for _ in range(warmup):
+        model.predict(x, verbose=0)
+    row = {"load_ms": load_s * 1e3, "first_ms": first_s * 1e3,
+           "latency": _percentiles(_repeat(lambda: model.predict(x, verbose=0), min_time, min_runs))}
+    if data:
+        from edge_infer.metrics import classification_summary
+        from train.data import load_images, scan_class_folders
+
+        ds = scan_class_folders(data)
+        imgs, ok = load_images(ds.paths, size)
+        probs = model.predict(to_model_input(imgs, spec), batch_size=32, verbose=0)
+        s = classification_summary(ds.labels[ok], probs, [i for i, g in enumerate(ds.kl_grades or []) if g >= 2] or None)
+        row["accuracy"] = {"n": s["n"], "accuracy": s["accuracy"], "quadratic_weighted_kappa": s["quadratic_weighted_kappa"],
+                           "screening_auc": s.get("screening_auc"), "failed": len(ds.paths) - len(ok)}
+        row["predictions"] = {str(ds.paths[i]): ds.classes[int(k)] for i, k in zip(ok, probs.argmax(1))}
+    row["peak_rss_mb"] = _peak_rss_mb()
+    return row
+
+
+def cold_start(model_dir: str, fmt: str, image: str, repeats: int = 5) -> dict:
+    """Whole-process times, median of ``repeats``: ``edge-infer IMAGE`` against a process that only
+    imports numpy, Pillow and the format's runtime (the floor for any Python front end)."""
+    from edge_infer.formats import FORMATS, Engine
+
+    engine = "onnxruntime" if FORMATS[fmt].engine is Engine.ONNXRUNTIME else "edge_infer.runtimes as r; r._litert_interpreter_class()"
+    imports = [sys.executable, "-c", f"import numpy, PIL.Image; import {engine}"]
+    run = [sys.executable, "-c", "import sys; from edge_infer.cli import main; sys.exit(main())",
+           "--model", model_dir, "--format", fmt, image]
+
+    def median_wall(cmd) -> float:
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+            times.append(time.perf_counter() - t)
+        return float(np.median(times))
+
+    imports_s, run_s = median_wall(imports), median_wall(run)
+    return {"format": fmt, "imports_s": imports_s, "edge_infer_s": run_s, "ratio": run_s / imports_s}
+
+
+def sample_images(data: str | None, n: int, workdir: Path, size: int = 224) -> list[str]:
+    """Up to ``n`` images from ``data`` (every class in turn), or ``n`` grey noise PNGs written to
+    ``workdir`` (latency does not depend on content)."""
+    if data:
+        from train.data import balanced_order, scan_class_folders
+
+        ds = scan_class_folders(data)
+        return [str(ds.paths[i]) for i in balanced_order(ds.labels, n)]
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        path = workdir / f"noise_{i}.png"
+        Image.fromarray(rng.integers(0, 256, (size, size), np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def _worker_call(kind: str, args: dict, timeout: float) -> dict:
+    """Run one measurement in a fresh interpreter; a failure becomes ``{"error": ...}``."""
+    cmd = [sys.executable, "-m", WORKER, kind, json.dumps(args)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        return {"error": lines[-1] if lines else f"exit status {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_bench(model_dir: str | Path, formats: list[str] | None = None, threads: list[int] | None = None,
+              data: str | Path | None = None, keras_model: str | Path | None = None, min_time: float = 2.0,
+              min_runs: int = 20, warmup: int = 10, images: int = 32, cold_start_repeats: int = 5,
+              progress=lambda message: None, timeout: float = 1800) -> dict:
+    """Measure every (format, threads) row in its own process and return the whole report."""
+    from edge_infer.manifest import load_manifest
+
+    m = load_manifest(model_dir)
+    formats = formats or list(m.artifacts)
+    threads = threads or [1, os.cpu_count() or 1]
+    report = {"model": m.name, "model_dir": str(m.model_dir), "input_size": m.preprocess.size,
+              "machine": machine_info(), "settings": {"min_time_s": min_time, "min_runs": min_runs, "warmup": warmup,
+                                                      "threads": threads, "data": str(data) if data else None},
+              "rows": [], "cold_start": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        samples = sample_images(str(data) if data else None, images, Path(tmp))
+        jobs = [("keras", None, t) for t in threads if keras_model] + [("format", f, t) for f in formats for t in threads]
+        for i, (kind, fmt, t) in enumerate(jobs, 1):
+            name = fmt or "keras"
+            progress(f"[{i}/{len(jobs)}] {name}, {t} thread{'s' * (t > 1)}")
+            first = t == threads[0]  # accuracy once per format
+            common = {"threads": t, "images": samples, "min_time": min_time, "min_runs": min_runs, "warmup": warmup,
+                      "data": str(data) if data and first else None}
+            if kind == "keras":
+                row = _worker_call("keras", common | {"keras_model": str(keras_model), "size": m.preprocess.size}, timeout)
+                row |= {"format": "keras", "precision": "float32 (TensorFlow)", "bytes": Path(keras_model).stat().st_size}
+            else:
+                row = _worker_call("format", common | {"model_dir": str(m.model_dir), "fmt": fmt}, timeout)
+                art = m.artifacts.get(fmt)
+                row |= {"format": fmt, "precision": art.format.precision if art else None,
+                        "bytes": (m.model_dir / art.file).stat().st_size if art else None}
+            row["threads"] = t
+            report["rows"].append(row)
+        for fmt in formats[:1] + [f for f in formats[1:] if m.artifacts[f].format.engine != m.artifacts[formats[0]].format.engine][:1]:
+            progress(f"cold start: edge-infer --format {fmt}")
+            try:
+                report["cold_start"].append(cold_start(str(m.model_dir), fmt, samples[0], cold_start_repeats))
+            except (subprocess.SubprocessError, OSError) as e:
+                report["cold_start"].append({"format": fmt, "error": str(e)})
+    _agreement(report)
+    _floor(report, m)
+    return report
+
+
+def _agreement(report: dict) -> None:
+    """Top-1 agreement of each row's predictions with the float32 reference (Keras, else an fp32 format)."""
+    preds = {id(r): r.pop("predictions") for r in report["rows"] if "predictions" in r}
+    rows = [r for r in report["rows"] if id(r) in preds]
+    ref = next((r for r in rows if r["format"] == "keras"), None) or next((r for r in rows if "fp32" in r["format"]), None)
+    if ref is None:
+        return
+    theirs = preds[id(ref)]
+    for r in rows:
+        if r is ref:
+            continue
+        common = preds[id(r)].keys() & theirs.keys()
+        r["agreement_with"] = ref["format"]
+        r["agreement"] = float(np.mean([preds[id(r)][k] == theirs[k] for k in common])) if common else None
+
+
+def _floor(report: dict, m) -> None:
+    """The work per image (from the manifest) and the rate each row achieves, against the CPU's
+    nominal float32 peak per thread (clock × FLOP per cycle of its widest FMA)."""
+    gflop = (m.data.get("compute") or {}).get("gflop_per_image")
+    report["gflop_per_image"] = gflop
+    mi = report["machine"]
+    simd = set(mi["simd"])
+    per_cycle = 64 if "avx512f" in simd else 32 if {"avx2", "fma"} <= simd else 16 if "asimd" in simd else 8
+    report["nominal_fp32_gflops_per_thread"] = mi["mhz"] / 1e3 * per_cycle if mi.get("mhz") else None
+    for r in report["rows"]:
+        lat = r.get("latency", {}).get("median_ms")
+        if lat and gflop:
+            r["gflop_per_s"] = gflop / (lat / 1e3)
+
+
+def table(report: dict) -> str:
+    """The report as a readable text table, machine first."""
+    mi = report["machine"]
+    lines = [f"machine: {mi['cpu']}, {mi['logical_cores']} logical cores, SIMD {' '.join(mi['simd']) or 'n/a'}; "
+             f"{mi['os']}, Python {mi['python']}; " + ", ".join(f"{k} {v}" for k, v in mi["versions"].items()),
+             f"model: {report['model']} ({report['input_size']} px, {_f(report['gflop_per_image'], 1, 2)} GFLOP per image); "
+             f"nominal float32 peak {_f(report['nominal_fp32_gflops_per_thread'], 1, 0)} GFLOP/s per thread", ""]
+    head = ["format", "thr", "MB", "load ms", "1st ms", "median", "p90", "p99", "GFLOP/s", "e2e ms", "+CAM ms", "RSS MB", "acc", "QWK", "agree"]
+    rows = []
+    for r in report["rows"]:
+        if "error" in r:
+            rows.append([r["format"], str(r["threads"]), _f(r.get("bytes"), 1e-6, 1), "error: " + r["error"]])
+            continue
+        acc = r.get("accuracy") or {}
+        rows.append([r["format"], str(r["threads"]), _f(r.get("bytes"), 1e-6, 1), _f(r["load_ms"]), _f(r["first_ms"], 1, 1),
+                     _f(r["latency"]["median_ms"], 1, 2), _f(r["latency"]["p90_ms"], 1, 2), _f(r["latency"]["p99_ms"], 1, 2),
+                     _f(r.get("gflop_per_s"), 1, 1), _f(r.get("end_to_end", {}).get("median_ms"), 1, 2),
+                     _f(r.get("end_to_end_gradcam", {}).get("median_ms"), 1, 2), _f(r["peak_rss_mb"]),
+                     _f(acc.get("accuracy"), 1, 3), _f(acc.get("quadratic_weighted_kappa"), 1, 3), _f(r.get("agreement"), 1, 3)])
+    measured = [row for row in rows if len(row) == len(head)]
+    widths = [max([len(h)] + [len(row[i]) for row in measured]) for i, h in enumerate(head)]
+    lines.append("  ".join(h.rjust(w) for h, w in zip(head, widths)))
+    for row in rows:
+        lines.append("  ".join(c.rjust(w) for c, w in zip(row, widths)) if len(row) == len(head) else "  ".join(row))
+    for c in report["cold_start"]:
+        if "error" in c:
+            lines.append(f"cold start {c['format']}: error {c['error']}")
+        else:
+            lines.append(f"cold start, whole process (median): edge-infer --format {c['format']} one image {c['edge_infer_s']:.2f} s; "
+                         f"importing numpy+Pillow+runtime alone {c['imports_s']:.2f} s; ratio {c['ratio']:.2f}")
+    return "\n".join(lines)
+
+
+def _f(v, scale: float = 1.0, digits: int = 0) -> str:
+    return "–" if v is None else f"{v * scale:.{digits}f}"
+
+
+def plot(report: dict, path: str | Path) -> Path:
+    """Latency (median, most threads) against file size, each point labelled with accuracy."""
+    from kneeoa.plots import scatter_png
+
+    best: dict[str, dict] = {}
+    for r in report["rows"]:
+        if "error" not in r and (r["format"] not in best or r["threads"] > best[r["format"]]["threads"]):
+            best[r["format"]] = r
+    points = []
+    for name, r in best.items():
+        acc = (r.get("accuracy") or {}).get("accuracy")
+        points.append((r["bytes"] / 1e6, r["latency"]["median_ms"], name + (f" (acc {acc:.3f})" if acc is not None else "")))
+    return scatter_png(points, path, f"{report['model']}: latency vs size", "file size (MB)",
+                       f"median latency (ms), batch 1, {max(report['settings']['threads'])} threads")
+
+
+def _worker_main(argv: list[str]) -> None:
+    kind, args = argv[0], json.loads(argv[1])
+    row = measure_keras(**args) if kind == "keras" else measure_format(**args)
+    print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    _worker_main(sys.argv[1:])

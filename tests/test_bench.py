@@ -1,0 +1,43 @@
+"""``kneeoa bench``: every (format, threads) row measured in its own process; a broken format is a
+row with its error, not a crash."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from kneeoa.cli import main as kneeoa
+
+pytestmark = pytest.mark.slow
+
+
+def test_bench_rows_agreement_and_a_broken_format(model_dir, knee_dataset, tmp_path):
+    broken = tmp_path / "model"
+    shutil.copytree(model_dir, broken)
+    (broken / "model.int8.tflite").write_bytes(b"not a model")  # sha256 no longer matches
+    out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
+    result = CliRunner().invoke(kneeoa, [
+        "bench", "--model", str(broken), "--formats", "onnx-fp32,onnx-int8,tflite-int8", "--threads", "1",
+        "--data", str(knee_dataset / "val"), "--min-time", "0.1", "--min-runs", "3", "--warmup", "1",
+        "--json", str(out_json), "--plot", str(out_png)])
+    assert result.exit_code == 1  # a row failed
+    report = json.loads(out_json.read_text())
+    rows = {r["format"]: r for r in report["rows"]}
+    assert list(rows) == ["onnx-fp32", "onnx-int8", "tflite-int8"]
+    assert "sha256" in rows["tflite-int8"]["error"]
+    good = rows["onnx-int8"]
+    lat = good["latency"]
+    assert 0 < lat["median_ms"] <= lat["p90_ms"] <= lat["p99_ms"] and lat["runs"] >= 3
+    assert good["end_to_end"]["median_ms"] > 0 and good["peak_rss_mb"] > 20
+    assert good["accuracy"]["n"] == 20 and good["agreement_with"] == "onnx-fp32" and 0 <= good["agreement"] <= 1
+    assert good["bytes"] == (model_dir / "model.int8.onnx").stat().st_size
+    assert report["gflop_per_image"] > 0.1 and good["gflop_per_s"] > 0
+    assert report["machine"]["logical_cores"] >= 1 and "onnxruntime" in report["machine"]["versions"]
+    assert report["cold_start"][0]["ratio"] > 1
+    assert "error: " in result.stdout and "onnx-int8" in result.stdout  # the table names both
+    with Image.open(out_png) as im:
+        assert im.width > 400
