@@ -18,6 +18,7 @@ import click
 from .errors import InputImageError, KneeOAError
 from .formats import FORMAT_NAMES
 from .preprocess import IMAGE_SUFFIXES
+from .progress import Progress
 
 
 def expand_inputs(inputs: tuple[Path, ...]) -> Iterator[Path | InputImageError]:
@@ -77,9 +78,10 @@ def describe(source: str, record: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout.")
 @click.option("--heatmap-dir", type=click.Path(file_okay=False, path_type=Path), help="Write a Grad-CAM overlay PNG per input here.")
 @click.option("--threads", type=click.IntRange(min=1), help="Inference threads.")
+@click.option("--progress/--no-progress", default=True, help="Show done/total on stderr for batches of 20 or more [default: on].")
 @click.option("-v", "--verbose", is_flag=True, help="Show runtime banners and debug logs.")
 @click.version_option(package_name="kneeoa")
-def main(inputs, model_dir, format_name, as_json, heatmap_dir, threads, verbose) -> None:
+def main(inputs, model_dir, format_name, as_json, heatmap_dir, threads, progress, verbose) -> None:
     """Grade knee X-rays (Kellgren–Lawrence 0–4) and screen for osteoarthritis (KL ≥ 2).
 
     INPUT: image files, or folders (searched recursively for .png/.jpg/.tif/.bmp).
@@ -98,11 +100,14 @@ def main(inputs, model_dir, format_name, as_json, heatmap_dir, threads, verbose)
     except KneeOAError as e:
         raise click.ClickException(str(e)) from None
     failed = 0
+    paths = list(expand_inputs(inputs))
+    counter = Progress("edge-infer", enabled=progress)
     with classifier:
-        for path in expand_inputs(inputs):
+        for done, path in enumerate(paths, 1):
+            counter(done - 1, len(paths))
             if isinstance(path, InputImageError):
                 failed += 1
-                _report_failure(path.path, str(path), as_json)
+                _report_failure(path.path, str(path), as_json, counter)
                 continue
             source = str(path)
             try:
@@ -111,18 +116,21 @@ def main(inputs, model_dir, format_name, as_json, heatmap_dir, threads, verbose)
                 record = pred.to_record(source, heatmap)
             except KneeOAError as e:
                 failed += 1
-                _report_failure(source, str(e), as_json)
+                _report_failure(source, str(e), as_json, counter)
                 continue
             except Exception as e:  # one file must never take the batch down
                 failed += 1
-                _report_failure(source, f"{source}: unexpected {type(e).__name__}: {e}", as_json)
+                _report_failure(source, f"{source}: unexpected {type(e).__name__}: {e}", as_json, counter)
                 continue
+            counter.clear()
             click.echo(json.dumps(record) if as_json else describe(source, record))
+        counter(len(paths), len(paths))
+    counter.close()
     sys.exit(1 if failed else 0)
 
 
-def _report_failure(source: str, message: str, as_json: bool) -> None:
+def _report_failure(source: str, message: str, as_json: bool, counter: Progress) -> None:
     message = " ".join(message.split())
-    click.echo(f"error: {message}", err=True)
+    counter.note(f"error: {message}")
     if as_json:
         click.echo(json.dumps({"input": source, "error": message}))

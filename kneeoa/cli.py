@@ -135,9 +135,17 @@ def evaluate_cmd(data_dir: Path, model_dir, format_name, threads, out_dir, as_js
     """
     from .evaluate import evaluate, report, write_outputs
 
-    progress = _Progress("evaluate")
+    from edge_infer.progress import Progress
+
+    progress = Progress("evaluate")
+
+    def on_result(done: int, total: int, path: Path, error: str | None) -> None:
+        if error:
+            progress.note(f"error: {error}")
+        progress(done, total)
+
     try:
-        result = evaluate(data_dir, model_dir, format_name, threads, on_result=progress)
+        result = evaluate(data_dir, model_dir, format_name, threads, on_result=on_result)
     except (FileNotFoundError, ValueError, KneeOAError) as e:
         raise click.ClickException(str(e)) from None
     finally:
@@ -190,36 +198,6 @@ def bench_cmd(model_dir, formats, threads, data_dir, keras_model, min_time, min_
         click.echo(f"wrote {plot(report, plot_path)}", err=True)
     if any("error" in r for r in report["rows"]):
         sys.exit(1)
-
-
-class _Progress:
-    """``done/total`` on stderr, redrawn in place on a terminal and every 10% otherwise; errors
-    get their own line."""
-
-    def __init__(self, what: str):
-        self.what = what
-        self.tty = sys.stderr.isatty()
-        self.shown = -1
-
-    def __call__(self, done: int, total: int, path: Path, error: str | None) -> None:
-        if error:
-            self._clear()
-            click.echo(f"error: {error}", err=True)
-        tenth = done * 10 // total
-        if self.tty:
-            click.echo(f"\r{self.what} {done}/{total}", err=True, nl=False)
-            self.shown = done
-        elif tenth != self.shown:
-            self.shown = tenth
-            click.echo(f"{self.what} {done}/{total}", err=True)
-
-    def _clear(self) -> None:
-        if self.tty and self.shown >= 0:
-            click.echo("\r\033[K", err=True, nl=False)
-
-    def close(self) -> None:
-        if self.tty and self.shown >= 0:
-            click.echo("", err=True)
 
 
 if __name__ == "__main__":

@@ -126,3 +126,20 @@ def test_heatmaps_of_same_named_files_do_not_overwrite(model_dir, knee_png, tmp_
     assert result.exit_code == 0, result.output
     written = {json.loads(line)["heatmap"] for line in result.stdout.splitlines()}
     assert len(written) == 2 and all(Path(p).is_file() for p in written)
+
+
+def test_long_batches_show_progress_on_stderr_only(model_dir, knee_png, tmp_path):
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for i in range(20):
+        shutil.copy(knee_png, folder / f"knee_{i:02d}.png")
+    (folder / "knee_broken.png").write_text("oops")
+    result = CliRunner().invoke(edge_infer, ["--model", str(model_dir), "--json", str(folder)])
+    assert result.exit_code == 1
+    records = [json.loads(line) for line in result.stdout.splitlines()]  # stdout is JSON only
+    assert len(records) == 21 and sum("error" in r for r in records) == 1
+    stderr = result.stderr.splitlines()
+    assert stderr[-1] == "edge-infer 21/21"
+    assert sum(line.startswith("error: ") and "knee_broken.png" in line for line in stderr) == 1
+    quiet = CliRunner().invoke(edge_infer, ["--model", str(model_dir), "--json", "--no-progress", str(folder)])
+    assert [line for line in quiet.stderr.splitlines() if not line.startswith("error: ")] == []
