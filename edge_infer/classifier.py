@@ -14,7 +14,7 @@ from .errors import InputImageError, RuntimeUnavailableError
 from .formats import FORMATS, Engine
 from .gradcam import cam_to_image, gradcam_from_features
 from .manifest import Manifest, load_manifest
-from .preprocess import MIN_SIDE, load_grayscale, pil_to_gray, prepare_gray, to_model_input
+from .preprocess import MIN_SIDE, load_image, pil_to_gray, prepare_gray, to_model_input
 from .runtimes import INSTALL_HINTS, Runtime, engine_available, open_runtime
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ class Prediction:
         cam: Grad-CAM map in [0, 1] over the original image, ``(height, width)``; ``None`` when
             :meth:`Classifier.predict` was asked for no heatmap.
         image: The input as ``uint8`` grey at its original size (for overlays).
+        notes: What was done beyond decoding (e.g. which DICOM frame or window was used).
     """
 
     label: str
@@ -54,6 +55,7 @@ class Prediction:
     class_index: int
     cam: np.ndarray | None
     image: np.ndarray
+    notes: tuple[str, ...] = ()
 
     def to_record(self, source: str, heatmap: str | None = None) -> dict:
         """The JSON record ``edge-infer --json`` prints."""
@@ -64,6 +66,7 @@ class Prediction:
             "oa_probability": None if self.oa_probability is None else round(self.oa_probability, 6),
             "kl_grade": self.kl_grade,
             "heatmap": heatmap,
+            "notes": list(self.notes),
         }
 
 
@@ -130,7 +133,7 @@ class Classifier:
         Raises:
             InputImageError: the file or array is not a usable knee image.
         """
-        gray = load_grayscale(image) if isinstance(image, (str, Path)) else _array_to_gray(image)
+        gray, notes = load_image(image) if isinstance(image, (str, Path)) else (_array_to_gray(image), [])
         small, pad = prepare_gray(gray, self.manifest.preprocess.size)
         out = self._runtime.run(to_model_input(small, self.manifest.preprocess))
         probs = out["probabilities"][0].astype(np.float64)
@@ -138,9 +141,10 @@ class Classifier:
         probs = probs / probs.sum() if probs.sum() > 0 else np.full_like(probs, 1.0 / len(probs))
         top = int(probs.argmax())
         cam = cam_to_image(gradcam_from_features(out["features"][0], self._head, top), pad) if heatmap else None
-        return self._prediction(probs, top, cam, gray)
+        return self._prediction(probs, top, cam, gray, tuple(notes))
 
-    def _prediction(self, probs: np.ndarray, top: int, cam: np.ndarray | None, gray: np.ndarray) -> Prediction:
+    def _prediction(self, probs: np.ndarray, top: int, cam: np.ndarray | None, gray: np.ndarray,
+                    notes: tuple[str, ...] = ()) -> Prediction:
         m = self.manifest
         oa = None
         label = m.classes[top]
@@ -156,6 +160,7 @@ class Classifier:
             class_index=top,
             cam=cam,
             image=gray,
+            notes=notes,
         )
 
     def close(self) -> None:

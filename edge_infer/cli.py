@@ -18,18 +18,32 @@ import click
 from .errors import InputImageError, KneeOAError
 from .formats import FORMAT_NAMES
 from .preprocess import IMAGE_SUFFIXES
+from .output import ResultFile
 from .progress import Progress
 
 
 def expand_inputs(inputs: tuple[Path, ...]) -> Iterator[Path | InputImageError]:
-    """Files as given; folders expanded recursively to their image files, sorted. A folder with no
-    image file yields an :class:`InputImageError` in its place, so it is reported, not skipped."""
+    """Files as given; folders expanded recursively to their image files (by ending, plus DICOM
+    files without one, as PACS exports name them), sorted. A folder with no image file yields an
+    :class:`InputImageError` in its place, so it is reported, not skipped."""
     for item in inputs:
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in item.rglob("*") if p.is_file() and _is_image_name(p))
             yield from found or [InputImageError(item, f"folder holds no image files ({' '.join(IMAGE_SUFFIXES)})")]
         else:
             yield item
+
+
+def _is_image_name(p: Path) -> bool:
+    if p.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    if p.suffix:
+        return False
+    try:
+        with open(p, "rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return True  # let the reader report why it cannot be read
 
 
 class HeatmapWriter:
@@ -68,6 +82,8 @@ def describe(source: str, record: dict) -> str:
     parts.append(probs)
     if record["heatmap"]:
         parts.append(f"heatmap {record['heatmap']}")
+    if record.get("notes"):
+        parts.append("note: " + "; ".join(record["notes"]))
     return " | ".join(parts)
 
 
@@ -77,11 +93,12 @@ def describe(source: str, record: dict) -> str:
 @click.option("--format", "format_name", type=click.Choice(FORMAT_NAMES), help="Model format [default: the manifest's].")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout.")
 @click.option("--heatmap-dir", type=click.Path(file_okay=False, path_type=Path), help="Write a Grad-CAM overlay PNG per input here.")
+@click.option("--output", "output_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write every result to FILE as it comes: .jsonl or .csv.")
 @click.option("--threads", type=click.IntRange(min=1), help="Inference threads.")
 @click.option("--progress/--no-progress", default=True, help="Show done/total on stderr for batches of 20 or more [default: on].")
 @click.option("-v", "--verbose", is_flag=True, help="Show runtime banners and debug logs.")
 @click.version_option(package_name="kneeoa")
-def main(inputs, model_dir, format_name, as_json, heatmap_dir, threads, progress, verbose) -> None:
+def main(inputs, model_dir, format_name, as_json, heatmap_dir, output_path, threads, progress, verbose) -> None:
     """Grade knee X-rays (Kellgren–Lawrence 0–4) and screen for osteoarthritis (KL ≥ 2).
 
     INPUT: image files, or folders (searched recursively for .png/.jpg/.tif/.bmp).
@@ -99,38 +116,52 @@ def main(inputs, model_dir, format_name, as_json, heatmap_dir, threads, progress
         classifier = Classifier(model_dir, format=format_name, threads=threads, verbose=verbose)
     except KneeOAError as e:
         raise click.ClickException(str(e)) from None
+    try:
+        results = ResultFile(output_path, classifier.manifest.classes) if output_path else None
+    except (ValueError, OSError) as e:
+        classifier.close()
+        raise click.ClickException(str(e) if isinstance(e, ValueError) else f"{output_path}: cannot write ({e.strerror})") from None
     failed = 0
     paths = list(expand_inputs(inputs))
     counter = Progress("edge-infer", enabled=progress)
-    with classifier:
-        for done, path in enumerate(paths, 1):
-            counter(done - 1, len(paths))
-            if isinstance(path, InputImageError):
-                failed += 1
-                _report_failure(path.path, str(path), as_json, counter)
-                continue
-            source = str(path)
-            try:
-                pred = classifier.predict(path, heatmap=heatmaps is not None)
-                heatmap = str(heatmaps.write(path, pred)) if heatmaps else None
-                record = pred.to_record(source, heatmap)
-            except KneeOAError as e:
-                failed += 1
-                _report_failure(source, str(e), as_json, counter)
-                continue
-            except Exception as e:  # one file must never take the batch down
-                failed += 1
-                _report_failure(source, f"{source}: unexpected {type(e).__name__}: {e}", as_json, counter)
-                continue
-            counter.clear()
-            click.echo(json.dumps(record) if as_json else describe(source, record))
-        counter(len(paths), len(paths))
-    counter.close()
+    try:
+        with classifier:
+            for done, path in enumerate(paths, 1):
+                counter(done - 1, len(paths))
+                if isinstance(path, InputImageError):
+                    failed += 1
+                    _report_failure(path.path, str(path), as_json, counter, results)
+                    continue
+                source = str(path)
+                try:
+                    pred = classifier.predict(path, heatmap=heatmaps is not None)
+                    heatmap = str(heatmaps.write(path, pred)) if heatmaps else None
+                    record = pred.to_record(source, heatmap)
+                except KneeOAError as e:
+                    failed += 1
+                    _report_failure(source, str(e), as_json, counter, results)
+                    continue
+                except Exception as e:  # one file must never take the batch down
+                    failed += 1
+                    _report_failure(source, f"{source}: unexpected {type(e).__name__}: {e}", as_json, counter, results)
+                    continue
+                if results:
+                    results.write(record)
+                counter.clear()
+                click.echo(json.dumps(record) if as_json else describe(source, record))
+            counter(len(paths), len(paths))
+    finally:  # Ctrl-C included: what was written stays written
+        counter.close()
+        if results:
+            results.close()
     sys.exit(1 if failed else 0)
 
 
-def _report_failure(source: str, message: str, as_json: bool, counter: Progress) -> None:
+def _report_failure(source, message: str, as_json: bool, counter: Progress, results: ResultFile | None) -> None:
     message = " ".join(message.split())
     counter.note(f"error: {message}")
+    record = {"input": str(source), "error": message}
+    if results:
+        results.write(record)
     if as_json:
-        click.echo(json.dumps({"input": source, "error": message}))
+        click.echo(json.dumps(record))

@@ -3,7 +3,8 @@
 Training (``train``) and every runtime call these same functions, so what the model saw while it
 learned is exactly what it sees on the device. The pipeline is:
 
-1. :func:`load_grayscale`: any supported file → 2-D ``uint8`` array at its own resolution.
+1. :func:`load_image` / :func:`load_grayscale`: any supported file (DICOM included) → 2-D
+   ``uint8`` array at its own resolution.
 2. :func:`pad_to_square`: centre the image on a black square (no anatomy is cropped, no aspect
    distortion); :class:`SquarePadding` records where the original sits, so a heatmap maps back.
 3. :func:`resize_square`: bilinear (antialiased) resize to the model's input size.
@@ -13,12 +14,15 @@ learned is exactly what it sees on the device. The pipeline is:
 
 from __future__ import annotations
 
+import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .dicom import looks_like_dicom, read_dicom
 from .errors import InputImageError
 
 MIN_SIDE = 32
@@ -71,46 +75,99 @@ class SquarePadding:
 
 
 def load_grayscale(path: str | Path) -> np.ndarray:
-    """Read an image file as a 2-D ``uint8`` grayscale array, honouring EXIF orientation.
+    """Read an image file as a 2-D ``uint8`` grayscale array (see :func:`load_image`)."""
+    return load_image(path)[0]
+
+
+def load_image(path: str | Path) -> tuple[np.ndarray, list[str]]:
+    """Read an image file as 2-D ``uint8`` grey, and notes on anything done beyond decoding.
 
     Args:
-        path: PNG (8- or 16-bit, grey, RGB, RGBA, palette), JPEG, TIFF or BMP file.
+        path: PNG (8- or 16-bit, grey, RGB, RGBA, palette), JPEG (EXIF orientation honoured),
+            TIFF, BMP, or DICOM (recognised by its ``DICM`` preamble or a ``.dcm`` ending;
+            see :mod:`edge_infer.dicom`).
 
     Returns:
-        ``(height, width)`` ``uint8`` array.
+        ``(height, width)`` ``uint8`` array, and a list of notes (e.g. which DICOM frame was used).
 
     Raises:
         InputImageError: naming the file, when it is missing, a directory, empty, not an
-            image, truncated, too large for Pillow's decompression-bomb guard, or too small.
+            image, truncated, larger than the decompression-bomb limit, or too small.
     """
     p = Path(path)
     if not p.exists():
         raise InputImageError(p, "no such file")
     if p.is_dir():
         raise InputImageError(p, "is a directory, not an image file")
-    if p.stat().st_size == 0:
-        raise InputImageError(p, "empty file")
     try:
-        with Image.open(p) as im:
-            im = ImageOps.exif_transpose(im)
-            gray = pil_to_gray(im)
-    except Image.DecompressionBombError as e:
-        raise InputImageError(p, f"image too large ({e})") from None
-    except UnidentifiedImageError:
-        raise InputImageError(p, "not an image Pillow can read (unknown or corrupt format)") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise InputImageError(p, f"unreadable or truncated image ({e})") from None
+        with open(p, "rb") as f:
+            head = f.read(132)
+    except OSError as e:
+        raise InputImageError(p, f"cannot read ({e.strerror})") from None
+    if not head:
+        raise InputImageError(p, "empty file")
+    notes: list[str] = []
+    if looks_like_dicom(p, head):
+        gray, notes = read_dicom(p, head)
+    else:
+        gray = _read_with_pillow(p, head)
     h, w = gray.shape
     if min(h, w) < MIN_SIDE:
         raise InputImageError(p, f"image too small ({w}×{h} px); a knee needs at least {MIN_SIDE} px per side")
-    return gray
+    return gray, notes
 
 
-def pil_to_gray(im: Image.Image) -> np.ndarray:
-    """Any Pillow image as 2-D ``uint8`` grey; transparency is composited onto black."""
+def _read_with_pillow(p: Path, head: bytes) -> np.ndarray:
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns about odd metadata (corrupt EXIF, TIFF tags) and still decodes: keep
+            # such noise off the user's terminal. A decompression bomb is an error.
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                im = ImageOps.exif_transpose(im)
+                return pil_to_gray(im, significant_bits=_png_significant_bits(p) if head.startswith(PNG_SIGNATURE) else None)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise InputImageError(p, f"image too large ({e})") from None
+    except UnidentifiedImageError:
+        raise InputImageError(p, "not an image Pillow can read (unknown or corrupt format)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise InputImageError(p, f"unreadable or truncated image ({e})") from None
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_significant_bits(p: Path) -> int | None:
+    """The grey channel's significant bits from a PNG's ``sBIT`` chunk (e.g. 12 for 12-bit data
+    stored in 16), or ``None``; Pillow does not expose it."""
+    with open(p, "rb") as f:
+        f.seek(8)
+        while True:
+            header = f.read(8)
+            if len(header) < 8:
+                return None
+            length, kind = struct.unpack(">I4s", header)
+            if kind == b"sBIT":
+                data = f.read(min(length, 4))
+                return data[0] if data else None
+            if kind in (b"IDAT", b"IEND"):
+                return None
+            f.seek(length + 4, 1)
+
+
+def pil_to_gray(im: Image.Image, significant_bits: int | None = None) -> np.ndarray:
+    """Any Pillow image as 2-D ``uint8`` grey; transparency is composited onto black.
+
+    16-bit grey is scaled from ``significant_bits`` (a PNG's ``sBIT``) when given; otherwise from
+    the smallest of 8, 12 or 16 bits that holds the image's maximum.
+    """
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         arr = np.asarray(im, dtype=np.float64)
-        top = 4095.0 if arr.max() <= 4095 and arr.max() > 255 else (255.0 if arr.max() <= 255 else 65535.0)
+        if significant_bits and 8 <= significant_bits <= 16 and arr.max() < 2**significant_bits:
+            top = 2.0**significant_bits - 1
+        else:
+            top = next(2.0**b - 1 for b in (8, 12, 16, 32) if arr.max() < 2**b)
         return np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8)
     if im.mode == "F":
         arr = np.asarray(im, dtype=np.float64)
@@ -169,5 +226,5 @@ def to_model_input(gray: np.ndarray, spec: PreprocessSpec, channels: int | None 
     return np.repeat(x[..., None], channels or spec.channels, axis=-1)
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
 """File endings picked up when a folder is given; a file named explicitly is always tried."""
