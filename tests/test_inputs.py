@@ -152,3 +152,12 @@ def test_random_valid_images_load_or_are_too_small(tmp_path, h, w, mode, fmt, se
         assert "too small" in str(e) and min(h, w) < 32
     else:
         assert gray.shape == (h, w) and gray.dtype == np.uint8
+
+
+def test_dicom_without_pydicom_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    path = write_dicom(KNEE, tmp_path / "x.dcm")
+    monkeypatch.setitem(sys.modules, "pydicom", None)  # as if not installed
+    with pytest.raises(InputImageError, match=r'pip install "kneeoa\[dicom\]"'):
+        load_image(path)
