@@ -90,8 +90,15 @@ def measure_format(model_dir: str, fmt: str, threads: int, images: list[str], mi
                    min_runs: int, warmup: int, data: str | None) -> dict:
     """One row, in this process: load, first inference, latency, end to end, peak RSS, accuracy."""
     from edge_infer.classifier import Classifier
+    from edge_infer.formats import FORMATS, Engine
     from edge_infer.preprocess import load_grayscale, prepare_gray, to_model_input
+    from edge_infer.runtimes import _litert_interpreter_class
 
+    # Load time is the model's (checksum, session or interpreter, warm-up), not the engine's import.
+    if FORMATS[fmt].engine is Engine.ONNXRUNTIME:
+        import onnxruntime  # noqa: F401
+    else:
+        _litert_interpreter_class()
     t = time.perf_counter()
     clf = Classifier(model_dir, format=fmt, threads=threads)
     load_s = time.perf_counter() - t

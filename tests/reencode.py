@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 LOSSLESS = ("png8", "png16", "png16_sbit12", "rgb", "rgba", "palette", "tiff", "bmp", "jpeg_exif_rotated_lossless",
-            "dicom_mono2", "dicom_mono1", "dicom_rescaled", "dicom_rle", "dicom_j2k", "dicom_multiframe")
-LOSSY = ("jpeg_q95", "upscaled_4x")
+            "dicom_mono2", "dicom_mono1", "dicom_rescaled", "dicom_rle", "dicom_j2k", "dicom_jpegls", "dicom_multiframe")
+LOSSY = ("jpeg_q95", "upscaled_4x", "dicom_jpeg_baseline")
 
 
 def write_encoding(gray: np.ndarray, kind: str, folder: Path) -> Path:
@@ -66,7 +67,8 @@ def _png16_with_sbit(arr: np.ndarray, bits: int, path: Path) -> None:
 def write_dicom(gray: np.ndarray, path: Path, kind: str = "dicom_mono2") -> Path:
     """A DX-like DICOM: 12 bits stored in 16, with a window that maps it back to ``gray`` exactly."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import (ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless,
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import (ExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless,
                              SecondaryCaptureImageStorage, generate_uid)
 
     stored = gray.astype(np.uint16) * 16  # 0..4080
@@ -101,5 +103,15 @@ def write_dicom(gray: np.ndarray, path: Path, kind: str = "dicom_mono2") -> Path
         ds.compress(RLELossless)
     elif kind == "dicom_j2k":
         ds.compress(JPEG2000Lossless)
+    elif kind == "dicom_jpegls":
+        ds.compress(JPEGLSLossless)  # encoder: pyjpegls (a test dependency); decoder: the dicom extra
+    elif kind == "dicom_jpeg_baseline":  # 8-bit lossy JPEG, as many PACS exports are
+        buf = io.BytesIO()
+        Image.fromarray(gray).save(buf, "JPEG", quality=95)
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+        ds.WindowCenter, ds.WindowWidth = 128, 256  # identity on 0..255
+        ds.PixelData = encapsulate([buf.getvalue()])
+        ds["PixelData"].VR = "OB"
+        ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
     ds.save_as(path, enforce_file_format=True)
     return path
