@@ -130,6 +130,7 @@ def render_model_card(model_dir: str | Path) -> str:
         "`python -m pytest tests/test_default_model.py` checks that what ships still reaches these figures.", "",
         "## Limits", "",
         *_limits(m, cfg, bool(training.get("data_citation"))), "",
+        *(["## Development notes", "", d["notes"].strip(), ""] if d.get("notes") else []),
     ]
     return "\n".join(lines)
 

@@ -57,6 +57,8 @@ class ConvertOptions:
         ship: Formats to keep in ``out_dir`` (default: every one that passes the floors); the
             others are measured, then removed and recorded as dropped (e.g. large float files
             that stay out of git and are rebuilt from the ``.keras`` file).
+        notes: Markdown recorded in the manifest and shown in the model card (e.g. what was
+            tried and how far the model is from its targets).
     """
 
     formats: tuple[str, ...]
@@ -71,6 +73,7 @@ class ConvertOptions:
     min_agreement: float = 0.97
     min_gradcam_r: float = 0.9
     ship: tuple[str, ...] | None = None
+    notes: str | None = None
 
 
 class ParityFloorError(ValueError):
@@ -278,6 +281,7 @@ def _manifest(src: SourceModel, spec: PreprocessSpec, feature_shape, artifacts: 
                     "counted": "2 x multiply-adds of the convolutions and dense layers, batch 1"},
         "source_model": {"file": src.path.name, "sha256": sha256_file(src.path), "bytes": src.path.stat().st_size,
                          "onnx_opset": OPSET},
+        "notes": opts.notes,
         "training": {
             "config": train_cfg,
             "counts": cfg.get("counts"),

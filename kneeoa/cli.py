@@ -95,7 +95,8 @@ def train_cmd(data_dir: Path, val_dir, out_dir, config_file, **options) -> None:
 @click.option("--ship", help="Comma-separated formats to keep in --out [default: all that pass]; the others are measured, recorded as dropped, and removed.")
 @click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.97, show_default=True, help="Reject a format whose top-1 agreement with Keras is lower.")
 @click.option("--min-gradcam-r", type=click.FloatRange(-1, 1), default=0.9, show_default=True, help="Reject a format whose Grad-CAM correlates less with Keras's.")
-def convert_cmd(model_path: Path, out_dir: Path, formats: str, **options) -> None:
+@click.option("--notes", "notes_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Markdown file recorded in the manifest and shown in the model card (what was tried, known gaps).")
+def convert_cmd(model_path: Path, out_dir: Path, formats: str, notes_file: Path | None, **options) -> None:
     """Convert MODEL_PATH (.keras from `kneeoa train`) to edge formats with a manifest."""
     names = list(FORMAT_NAMES) if formats.strip() == "all" else [f.strip() for f in formats.split(",") if f.strip()]
     unknown = [n for n in names if n not in FORMAT_NAMES]
@@ -113,7 +114,8 @@ def convert_cmd(model_path: Path, out_dir: Path, formats: str, **options) -> Non
     _quiet_tensorflow()
     from convert.pipeline import ConvertOptions, convert_model
 
-    opts = ConvertOptions(formats=tuple(names), command=shlex.join(["kneeoa", *sys.argv[1:]]), **options)
+    opts = ConvertOptions(formats=tuple(names), command=shlex.join(["kneeoa", *sys.argv[1:]]),
+                          notes=notes_file.read_text() if notes_file else None, **options)
     try:
         manifest_path = convert_model(model_path, out_dir, opts)
     except (FileNotFoundError, ValueError, KneeOAError) as e:  # ParityFloorError is a ValueError
