@@ -232,6 +232,7 @@ def run_bench(model_dir: str | Path, formats: list[str] | None = None, threads: 
     formats = formats or list(m.artifacts)
     threads = threads or [1, os.cpu_count() or 1]
     report = {"model": m.name, "model_dir": str(m.model_dir), "input_size": m.preprocess.size,
+              "created": time.strftime("%Y-%m-%d %H:%M %Z"),
               "machine": machine_info(), "settings": {"min_time_s": min_time, "min_runs": min_runs, "warmup": warmup,
                                                       "threads": threads, "data": str(data) if data else None},
               "rows": [], "cold_start": []}
@@ -326,6 +327,50 @@ def table(report: dict) -> str:
         else:
             lines.append(f"cold start, whole process (median): edge-infer --format {c['format']} one image {c['edge_infer_s']:.2f} s; "
                          f"importing numpy+Pillow+runtime alone {c['imports_s']:.2f} s; ratio {c['ratio']:.2f}")
+    return "\n".join(lines)
+
+
+def markdown(report: dict, command: str) -> str:
+    """``benchmarks/RESULTS.md``: the machine, the command, one table, and the ratios that matter."""
+    mi = report["machine"]
+    lines = [f"# Benchmark results: {report['model']}", "",
+             f"Measured {report.get('created', '')} by:", "", "```bash", command, "```", "",
+             f"- Machine: {mi['cpu']}, {mi['logical_cores']} logical cores, SIMD: {', '.join(mi['simd']) or 'n/a'}; "
+             f"{mi['os']}; Python {mi['python']}.",
+             "- Versions: " + ", ".join(f"{k} {v}" for k, v in mi["versions"].items()) + ".",
+             f"- Model: {report['input_size']} px input, {_f(report['gflop_per_image'], 1, 2)} GFLOP per image "
+             "(2 × multiply-adds of its convolutions and dense layers, from the manifest). Nominal float32 peak of "
+             f"this CPU: {_f(report['nominal_fp32_gflops_per_thread'], 1, 0)} GFLOP/s per thread (clock × FLOP per cycle of its widest FMA).",
+             f"- Latency: the raw runtime call on one preprocessed image, batch 1, after {report['settings']['warmup']} "
+             f"warm-up calls, for at least {report['settings']['min_time_s']} s and {report['settings']['min_runs']} calls. "
+             "End to end: `Classifier.predict(path)` per file as `edge-infer` runs it (decode, preprocess, infer; "
+             "+CAM adds Grad-CAM). Load: checksum and session or interpreter creation. Each row runs in a fresh process; "
+             "RSS is that process's peak.", "",
+             "| format | threads | MB | load ms | first ms | median ms | p90 ms | p99 ms | GFLOP/s | e2e ms | e2e+CAM ms | "
+             "e2e / raw | peak RSS MB | accuracy | QWK | AUC | agreement |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        if "error" in r:
+            lines.append(f"| `{r['format']}` | {r['threads']} | {_f(r.get('bytes'), 1e-6, 1)} | error: {r['error']} |" + " |" * 13)
+            continue
+        acc = r.get("accuracy") or {}
+        e2e = r.get("end_to_end", {}).get("median_ms")
+        ratio = e2e / r["latency"]["median_ms"] if e2e else None
+        agree = f"{_f(r.get('agreement'), 1, 3)} vs {r['agreement_with']}" if r.get("agreement_with") else "–"
+        lines.append(
+            f"| `{r['format']}` | {r['threads']} | {_f(r.get('bytes'), 1e-6, 1)} | {_f(r['load_ms'])} | {_f(r['first_ms'], 1, 1)} | "
+            f"{_f(r['latency']['median_ms'], 1, 2)} | {_f(r['latency']['p90_ms'], 1, 2)} | {_f(r['latency']['p99_ms'], 1, 2)} | "
+            f"{_f(r.get('gflop_per_s'), 1, 1)} | {_f(e2e, 1, 2)} | {_f(r.get('end_to_end_gradcam', {}).get('median_ms'), 1, 2)} | "
+            f"{_f(ratio, 1, 2)} | {_f(r['peak_rss_mb'])} | {_f(acc.get('accuracy'), 1, 3)} | "
+            f"{_f(acc.get('quadratic_weighted_kappa'), 1, 3)} | {_f(acc.get('screening_auc'), 1, 3)} | {agree} |")
+    lines += ["", "Whole-process cold start, one image (median of 5 runs):", ""]
+    for c in report["cold_start"]:
+        if "error" in c:
+            lines.append(f"- `{c['format']}`: error {c['error']}")
+        else:
+            lines.append(f"- `edge-infer --format {c['format']} knee.png`: {c['edge_infer_s']:.2f} s; a Python process that only "
+                         f"imports numpy, Pillow and the runtime: {c['imports_s']:.2f} s; ratio {c['ratio']:.2f}.")
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -173,10 +173,11 @@ def evaluate_cmd(data_dir: Path, model_dir, format_name, threads, out_dir, as_js
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed calls first.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the full report here as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a latency-vs-size PNG here.")
-def bench_cmd(model_dir, formats, threads, data_dir, keras_model, min_time, min_runs, warmup, json_path, plot_path) -> None:
+@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the results as Markdown here (e.g. benchmarks/RESULTS.md).")
+def bench_cmd(model_dir, formats, threads, data_dir, keras_model, min_time, min_runs, warmup, json_path, plot_path, markdown_path) -> None:
     """Size, load time, latency (median/p90/p99), end-to-end throughput, peak memory and accuracy of
     every format, each measured in a fresh process on this machine."""
-    from benchmarks.bench import plot, run_bench, table
+    from benchmarks.bench import markdown, plot, run_bench, table
     from edge_infer.classifier import default_model_dir
 
     try:
@@ -196,6 +197,9 @@ def bench_cmd(model_dir, formats, threads, data_dir, keras_model, min_time, min_
         json_path.write_text(json.dumps(report, indent=1) + "\n")
         click.echo(f"wrote {json_path}", err=True)
     click.echo(table(report))
+    if markdown_path:
+        markdown_path.write_text(markdown(report, shlex.join(["kneeoa", *sys.argv[1:]])))
+        click.echo(f"wrote {markdown_path}", err=True)
     if plot_path:
         click.echo(f"wrote {plot(report, plot_path)}", err=True)
     if any("error" in r for r in report["rows"]):

@@ -19,11 +19,11 @@ def test_bench_rows_agreement_and_a_broken_format(model_dir, knee_dataset, tmp_p
     broken = tmp_path / "model"
     shutil.copytree(model_dir, broken)
     (broken / "model.int8.tflite").write_bytes(b"not a model")  # sha256 no longer matches
-    out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
+    out_json, out_png, out_md = tmp_path / "bench.json", tmp_path / "bench.png", tmp_path / "RESULTS.md"
     result = CliRunner().invoke(kneeoa, [
         "bench", "--model", str(broken), "--formats", "onnx-fp32,onnx-int8,tflite-int8", "--threads", "1",
         "--data", str(knee_dataset / "val"), "--min-time", "0.1", "--min-runs", "3", "--warmup", "1",
-        "--json", str(out_json), "--plot", str(out_png)])
+        "--json", str(out_json), "--plot", str(out_png), "--markdown", str(out_md)])
     assert result.exit_code == 1  # a row failed
     report = json.loads(out_json.read_text())
     rows = {r["format"]: r for r in report["rows"]}
@@ -39,5 +39,7 @@ def test_bench_rows_agreement_and_a_broken_format(model_dir, knee_dataset, tmp_p
     assert report["machine"]["logical_cores"] >= 1 and "onnxruntime" in report["machine"]["versions"]
     assert report["cold_start"][0]["ratio"] > 1
     assert "error: " in result.stdout and "onnx-int8" in result.stdout  # the table names both
+    md = out_md.read_text()
+    assert "kneeoa bench --model" in md and "| `onnx-int8` | 1 |" in md and "| `tflite-int8` | 1 |" in md
     with Image.open(out_png) as im:
         assert im.width > 400
