@@ -115,6 +115,8 @@ def measure_format(model_dir: str, fmt: str, threads: int, images: list[str], mi
         files = itertools.cycle(images)
         times = _repeat(lambda: clf.predict(next(files), heatmap=heatmap), min_time, min_runs)
         row[key] = _percentiles(times) | {"images_per_s": len(times) / sum(times)}
+    row["peak_rss_mb"] = _peak_rss_mb()  # before the accuracy pass, which holds a whole data set
+    clf.close()
     if data:
         from kneeoa.evaluate import evaluate
 
@@ -123,8 +125,6 @@ def measure_format(model_dir: str, fmt: str, threads: int, images: list[str], mi
         row["accuracy"] = {k: s.get(k) for k in ("n", "accuracy", "quadratic_weighted_kappa")} | {
             "screening_auc": (s.get("screening") or {}).get("auc"), "failed": len(result["failed"])}
         row["predictions"] = {r["input"]: r["predicted"] for r in result["predictions"]}
-    row["peak_rss_mb"] = _peak_rss_mb()
-    clf.close()
     return row
 
 
@@ -151,7 +151,8 @@ def measure_keras(keras_model: str, threads: int, images: list[str], min_time: f
     for _ in range(warmup):
         model.predict(x, verbose=0)
     row = {"load_ms": load_s * 1e3, "first_ms": first_s * 1e3,
-           "latency": _percentiles(_repeat(lambda: model.predict(x, verbose=0), min_time, min_runs))}
+           "latency": _percentiles(_repeat(lambda: model.predict(x, verbose=0), min_time, min_runs)),
+           "peak_rss_mb": _peak_rss_mb()}
     if data:
         from edge_infer.metrics import classification_summary
         from train.data import load_images, scan_class_folders
@@ -163,7 +164,6 @@ def measure_keras(keras_model: str, threads: int, images: list[str], min_time: f
         row["accuracy"] = {"n": s["n"], "accuracy": s["accuracy"], "quadratic_weighted_kappa": s["quadratic_weighted_kappa"],
                            "screening_auc": s.get("screening_auc"), "failed": len(ds.paths) - len(ok)}
         row["predictions"] = {str(ds.paths[i]): ds.classes[int(k)] for i, k in zip(ok, probs.argmax(1))}
-    row["peak_rss_mb"] = _peak_rss_mb()
     return row
 
 
@@ -230,8 +230,8 @@ def run_bench(model_dir: str | Path, formats: list[str] | None = None, threads: 
 
     m = load_manifest(model_dir)
     formats = formats or list(m.artifacts)
-    threads = threads or [1, os.cpu_count() or 1]
-    report = {"model": m.name, "model_dir": str(m.model_dir), "input_size": m.preprocess.size,
+    threads = threads or sorted({1, os.cpu_count() or 1})
+    report = {"cold_start_repeats": cold_start_repeats, "model": m.name, "model_dir": str(m.model_dir), "input_size": m.preprocess.size,
               "created": time.strftime("%Y-%m-%d %H:%M %Z"),
               "machine": machine_info(), "settings": {"min_time_s": min_time, "min_runs": min_runs, "warmup": warmup,
                                                       "threads": threads, "data": str(data) if data else None},
@@ -255,7 +255,11 @@ def run_bench(model_dir: str | Path, formats: list[str] | None = None, threads: 
                         "bytes": (m.model_dir / art.file).stat().st_size if art else None}
             row["threads"] = t
             report["rows"].append(row)
-        for fmt in formats[:1] + [f for f in formats[1:] if m.artifacts[f].format.engine != m.artifacts[formats[0]].format.engine][:1]:
+        present = [f for f in formats if f in m.artifacts]
+        engines = {}
+        for fmt in present:  # one cold start per engine
+            engines.setdefault(m.artifacts[fmt].format.engine, fmt)
+        for fmt in engines.values():
             progress(f"cold start: edge-infer --format {fmt}")
             try:
                 report["cold_start"].append(cold_start(str(m.model_dir), fmt, samples[0], cold_start_repeats))
@@ -363,7 +367,7 @@ def markdown(report: dict, command: str) -> str:
             f"{_f(r.get('gflop_per_s'), 1, 1)} | {_f(e2e, 1, 2)} | {_f(r.get('end_to_end_gradcam', {}).get('median_ms'), 1, 2)} | "
             f"{_f(ratio, 1, 2)} | {_f(r['peak_rss_mb'])} | {_f(acc.get('accuracy'), 1, 3)} | "
             f"{_f(acc.get('quadratic_weighted_kappa'), 1, 3)} | {_f(acc.get('screening_auc'), 1, 3)} | {agree} |")
-    lines += ["", "Whole-process cold start, one image (median of 5 runs):", ""]
+    lines += ["", f"Whole-process cold start, one image (median of {report.get('cold_start_repeats', 5)} runs):", ""]
     for c in report["cold_start"]:
         if "error" in c:
             lines.append(f"- `{c['format']}`: error {c['error']}")

@@ -25,6 +25,7 @@ class ImageSample:
     classes: list[str]
     source: str
     counts: list[int]
+    folder_total: int = 0  # images in the folder the sample was drawn from
 
 
 def draw_sample(folder: str | Path, n: int, spec: PreprocessSpec, seed: int = 0) -> ImageSample:
@@ -41,4 +42,4 @@ def draw_sample(folder: str | Path, n: int, spec: PreprocessSpec, seed: int = 0)
         raise ValueError(f"{folder}: none of the {len(order)} drawn images could be read")
     labels = ds.labels[order][ok]
     counts = np.bincount(labels, minlength=len(ds.classes)).tolist()
-    return ImageSample(to_model_input(images, spec), labels, ds.classes, str(folder), counts)
+    return ImageSample(to_model_input(images, spec), labels, ds.classes, str(folder), counts, len(ds))

@@ -123,8 +123,12 @@ def render_model_card(model_dir: str | Path) -> str:
         *_dropped_and_agreement(d),
         "Reproduce the table: train as above, then", "", "```bash", d.get("conversion", {}).get("command", "kneeoa convert"),
         "```", "",
-        "Reproduce a format's row from what ships, on the runtime-only install (no TensorFlow); it also writes "
-        "the confusion matrix, ROC curve and per-image predictions:", "", "```bash",
+        ("Reproduce a format's row from what ships, on the runtime-only install (no TensorFlow); it also writes "
+         "the confusion matrix, ROC curve and per-image predictions:"
+         if first.get("source_images") == first["n"] else
+         f"Score what ships on the whole folder (the table above used a class-balanced draw of {first['n']} of its "
+         f"{first.get('source_images', 'n/a')} images), on the runtime-only install; it also writes the confusion "
+         "matrix, ROC curve and per-image predictions:"), "", "```bash",
         *[f"kneeoa evaluate {first['source']} --model {_model_dir_arg(m)} --format {name} --out eval-{name}" for name in m.artifacts],
         "```", "",
         "`python -m pytest tests/test_default_model.py` checks that what ships still reaches these figures.", "",

@@ -14,6 +14,7 @@ import numpy as np
 
 from edge_infer.formats import FORMATS, Engine, ModelFormat
 from edge_infer.labels import positive_indices
+from edge_infer.metrics import json_safe
 from edge_infer.manifest import MANIFEST_FILE, SCHEMA_VERSION, load_manifest, sha256_file
 from edge_infer.preprocess import PreprocessSpec
 from edge_infer.runtimes import open_runtime
@@ -141,7 +142,7 @@ def convert_model(model_path: str | Path, out_dir: str | Path, opts: ConvertOpti
     manifest["agreement_between_formats"] = pairwise_agreement({n: predictions[n] for n in artifacts})
     manifest["dropped_formats"] = {n: {k: v for k, v in e.items() if k not in ("file", "sha256")} for n, e in dropped.items()}
     path = out_dir / MANIFEST_FILE
-    path.write_text(json.dumps(_json_safe(manifest), indent=2, allow_nan=False) + "\n")
+    path.write_text(json.dumps(json_safe(manifest), indent=2, allow_nan=False) + "\n")
     load_manifest(out_dir)  # what we wrote must be what the device accepts
     write_model_card(out_dir)
     if rejected:
@@ -150,17 +151,6 @@ def convert_model(model_path: str | Path, out_dir: str | Path, opts: ConvertOpti
             f"wrote {', '.join(artifacts)}. Lower --min-agreement/--min-gradcam-r only if you accept that."
         )
     return path
-
-
-def _json_safe(value):
-    """NaN (e.g. an AUC over one class) is not JSON: write null."""
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def _apply_floors(artifacts: dict, opts: ConvertOptions) -> dict[str, str]:
@@ -212,6 +202,7 @@ def _build_artifact(fmt: ModelFormat, src: SourceModel, spec: PreprocessSpec, ou
         parity, probs = measure_parity(rt, ref.sample.x, ref.sample.labels, ref.probs, ref.features, ref.head, ref.positive,
                                        threshold=(src.config.get("screening") or {}).get("threshold", 0.5))
     parity["source"] = ref.sample.source
+    parity["source_images"] = ref.sample.folder_total
     log.info("%s: %s, %.1f MB, top-1 agreement %.3f, max |Δp| %.4f, Grad-CAM r %.3f, accuracy %.3f",
              fmt.name, path.name, path.stat().st_size / 1e6, parity["top1_agreement"], parity["max_abs_dp"],
              parity["gradcam_r_mean"], parity["accuracy"])

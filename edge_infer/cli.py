@@ -17,8 +17,8 @@ import click
 
 from .errors import InputImageError, KneeOAError
 from .formats import FORMAT_NAMES
-from .preprocess import IMAGE_SUFFIXES
-from .output import ResultFile
+from .preprocess import IMAGE_SUFFIXES, is_image_file
+from .output import OUTPUT_SUFFIXES, ResultFile
 from .progress import Progress
 
 
@@ -28,22 +28,10 @@ def expand_inputs(inputs: tuple[Path, ...]) -> Iterator[Path | InputImageError]:
     :class:`InputImageError` in its place, so it is reported, not skipped."""
     for item in inputs:
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and _is_image_name(p))
+            found = sorted(p for p in item.rglob("*") if p.is_file() and is_image_file(p))
             yield from found or [InputImageError(item, f"folder holds no image files ({' '.join(IMAGE_SUFFIXES)})")]
         else:
             yield item
-
-
-def _is_image_name(p: Path) -> bool:
-    if p.suffix.lower() in IMAGE_SUFFIXES:
-        return True
-    if p.suffix:
-        return False
-    try:
-        with open(p, "rb") as f:
-            return f.read(132)[128:] == b"DICM"
-    except OSError:
-        return True  # let the reader report why it cannot be read
 
 
 class HeatmapWriter:
@@ -93,7 +81,8 @@ def describe(source: str, record: dict) -> str:
 @click.option("--format", "format_name", type=click.Choice(FORMAT_NAMES), help="Model format [default: the manifest's].")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout.")
 @click.option("--heatmap-dir", type=click.Path(file_okay=False, path_type=Path), help="Write a Grad-CAM overlay PNG per input here.")
-@click.option("--output", "output_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write every result to FILE as it comes: .jsonl or .csv.")
+@click.option("--output", "output_path", type=click.Path(dir_okay=False, path_type=Path), callback=lambda ctx, param, value: _check_output(value),
+              help="Also write every result to FILE as it comes: .jsonl or .csv.")
 @click.option("--threads", type=click.IntRange(min=1), help="Inference threads.")
 @click.option("--progress/--no-progress", default=True, help="Show done/total on stderr for batches of 20 or more [default: on].")
 @click.option("-v", "--verbose", is_flag=True, help="Show runtime banners and debug logs.")
@@ -101,7 +90,7 @@ def describe(source: str, record: dict) -> str:
 def main(inputs, model_dir, format_name, as_json, heatmap_dir, output_path, threads, progress, verbose) -> None:
     """Grade knee X-rays (Kellgren–Lawrence 0–4) and screen for osteoarthritis (KL ≥ 2).
 
-    INPUT: image files, or folders (searched recursively for .png/.jpg/.tif/.bmp).
+    INPUT: image files (PNG, JPEG, TIFF, BMP, DICOM), or folders searched recursively for them.
     Not a diagnostic device: a screening aid for single-knee crops.
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -118,9 +107,9 @@ def main(inputs, model_dir, format_name, as_json, heatmap_dir, output_path, thre
         raise click.ClickException(str(e)) from None
     try:
         results = ResultFile(output_path, classifier.manifest.classes) if output_path else None
-    except (ValueError, OSError) as e:
+    except OSError as e:
         classifier.close()
-        raise click.ClickException(str(e) if isinstance(e, ValueError) else f"{output_path}: cannot write ({e.strerror})") from None
+        raise click.ClickException(f"{output_path}: cannot write ({e.strerror})") from None
     failed = 0
     paths = list(expand_inputs(inputs))
     counter = Progress("edge-infer", enabled=progress)
@@ -155,6 +144,12 @@ def main(inputs, model_dir, format_name, as_json, heatmap_dir, output_path, thre
         if results:
             results.close()
     sys.exit(1 if failed else 0)
+
+
+def _check_output(path: Path | None) -> Path | None:
+    if path is not None and path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise click.BadParameter(f"{path}: must end in {' or '.join(OUTPUT_SUFFIXES)}")
+    return path
 
 
 def _report_failure(source, message: str, as_json: bool, counter: Progress, results: ResultFile | None) -> None:

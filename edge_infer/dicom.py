@@ -74,7 +74,11 @@ def read_dicom(path: Path, head: bytes = b"") -> tuple[np.ndarray, list[str]]:
         frame = frame[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
         notes.append(f"colour DICOM ({photometric}) converted to grey")
         photometric = "MONOCHROME2"
-    gray, how = _display_values(np.asarray(frame), ds, pixels)
+    try:
+        gray, how = _display_values(np.asarray(frame), ds, pixels)
+    except Exception as e:  # malformed LUT or window elements: pydicom raises many types
+        raise InputImageError(path, f"invalid DICOM modality/VOI LUT or window ({type(e).__name__}: "
+                                    f"{' '.join(str(e).split())[:160]})") from None
     if how:
         notes.append(how)
     if photometric == "MONOCHROME1":

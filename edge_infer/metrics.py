@@ -5,6 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 
+def json_safe(value):
+    """NaN and infinities (an AUC over one class, a ratio over zero cases) are not JSON: ``None``."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Counts with true classes on rows and predicted classes on columns."""
     cm = np.zeros((n_classes, n_classes), dtype=np.int64)

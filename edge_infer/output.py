@@ -1,5 +1,5 @@
 """``edge-infer --output FILE``: every result appended and flushed as it comes, as JSON Lines
-(``.jsonl``/``.json``) or CSV (``.csv``), so an interrupted batch keeps what it finished."""
+(``.jsonl``) or CSV (``.csv``), so an interrupted batch keeps what it finished."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import csv
 import json
 from pathlib import Path
 
-OUTPUT_SUFFIXES = (".jsonl", ".json", ".csv")
+OUTPUT_SUFFIXES = (".jsonl", ".csv")
 
 
 class ResultFile:

@@ -15,6 +15,7 @@ learned is exactly what it sees on the device. The pipeline is:
 from __future__ import annotations
 
 import struct
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,9 +118,13 @@ def load_image(path: str | Path) -> tuple[np.ndarray, list[str]]:
     return gray, notes
 
 
+_WARNINGS_LOCK = threading.Lock()
+"""``warnings.catch_warnings`` swaps process-wide state; training decodes from several threads."""
+
+
 def _read_with_pillow(p: Path, head: bytes) -> np.ndarray:
     try:
-        with warnings.catch_warnings():
+        with _WARNINGS_LOCK, warnings.catch_warnings():
             # Pillow warns about odd metadata (corrupt EXIF, TIFF tags) and still decodes: keep
             # such noise off the user's terminal. A decompression bomb is an error.
             warnings.simplefilter("ignore", UserWarning)
@@ -228,3 +233,17 @@ def to_model_input(gray: np.ndarray, spec: PreprocessSpec, channels: int | None 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
 """File endings picked up when a folder is given; a file named explicitly is always tried."""
+
+
+def is_image_file(p: Path) -> bool:
+    """Whether a file found in a folder is taken as an image: an image ending, or no ending and
+    a DICOM preamble (PACS exports name files ``IM0001``)."""
+    if p.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    if p.suffix:
+        return False
+    try:
+        with open(p, "rb") as f:
+            return looks_like_dicom(p, f.read(132))
+    except OSError:
+        return True  # let the reader report why it cannot be read

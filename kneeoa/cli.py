@@ -69,15 +69,17 @@ def train_cmd(data_dir: Path, val_dir, out_dir, config_file, **options) -> None:
             raise click.UsageError("give --val DIR, or a DATA_DIR holding train/ and val/")
     _quiet_tensorflow()
     from train.config import TrainConfig
-    from train.trainer import train
+    from train.trainer import TrainSetupError, train
 
+    if options.get("init_from"):  # absolute, so a later `kneeoa convert` from elsewhere finds the earlier stage
+        options["init_from"] = str(Path(options["init_from"]).resolve())
     try:
         cfg = TrainConfig.from_sources(config_file, train_dir=str(train_dir), val_dir=str(val_dir), out_dir=out_dir, **options)
     except (ValueError, TypeError) as e:
         raise click.UsageError(str(e)) from None
     try:
         path = train(cfg)
-    except (FileNotFoundError, FileExistsError, ValueError, KneeOAError) as e:
+    except (FileNotFoundError, FileExistsError, TrainSetupError, KneeOAError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(path)
 

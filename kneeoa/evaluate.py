@@ -18,7 +18,7 @@ import numpy as np
 
 from edge_infer.classifier import Classifier
 from edge_infer.errors import KneeOAError
-from edge_infer.metrics import classification_summary, roc_curve, screening_at_threshold
+from edge_infer.metrics import classification_summary, json_safe, roc_curve, screening_at_threshold
 from train.data import scan_class_folders
 
 from .plots import confusion_matrix_png, roc_png
@@ -67,8 +67,9 @@ def evaluate(
             error = None
             try:
                 pred = clf.predict(path, heatmap=False)
-            except KneeOAError as e:
-                error = " ".join(str(e).split())
+            except Exception as e:  # KneeOAError, or anything else: one file never stops the evaluation
+                message = str(e) if isinstance(e, KneeOAError) else f"{path}: unexpected {type(e).__name__}: {e}"
+                error = " ".join(message.split())
                 failed.append({"input": str(path), "error": error})
             else:
                 labels.append(int(label))
@@ -92,7 +93,7 @@ def evaluate(
             **screening_at_threshold(positive, score, m.screening["threshold"]),
             "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": [None if not np.isfinite(t) else t for t in thresholds]},
         }
-    return {
+    return json_safe({
         "model": m.name,
         "model_dir": str(m.model_dir),
         "format": fmt,
@@ -102,7 +103,7 @@ def evaluate(
         "failed": failed,
         "summary": summary,
         "predictions": predictions,
-    }
+    })
 
 
 def report(result: dict) -> str:
@@ -112,20 +113,24 @@ def report(result: dict) -> str:
              f"{s['n']} images scored, {len(result['failed'])} failed"]
     if not s["n"]:
         return "\n".join(lines)
-    lines.append(f"  accuracy {s['accuracy']:.3f}   balanced accuracy {s['balanced_accuracy']:.3f}   "
-                 f"quadratic weighted kappa {s['quadratic_weighted_kappa']:.3f}   MAE {s['mean_absolute_error']:.3f}")
+    lines.append(f"  accuracy {_f(s['accuracy'])}   balanced accuracy {_f(s['balanced_accuracy'])}   "
+                 f"quadratic weighted kappa {_f(s['quadratic_weighted_kappa'])}   MAE {_f(s['mean_absolute_error'])}")
     sc = s.get("screening")
     if sc:
-        lines.append(f"  screening {'+'.join(sc['positive_classes'])} at P ≥ {sc['threshold']:.2f}: AUC {sc['auc']:.3f}   "
-                     f"sensitivity {sc['sensitivity']:.3f}   specificity {sc['specificity']:.3f}   "
-                     f"PPV {sc['positive_predictive_value']:.3f}   NPV {sc['negative_predictive_value']:.3f}")
+        lines.append(f"  screening {'+'.join(sc['positive_classes'])} at P ≥ {sc['threshold']:.2f}: AUC {_f(sc['auc'])}   "
+                     f"sensitivity {_f(sc['sensitivity'])}   specificity {_f(sc['specificity'])}   "
+                     f"PPV {_f(sc['positive_predictive_value'])}   NPV {_f(sc['negative_predictive_value'])}")
     classes = s["classes"]
     width = max(6, *(len(c) + 1 for c in classes))
     lines.append("  " + "true \\ predicted".ljust(18) + "".join(c.rjust(width) for c in classes) + "recall".rjust(9))
     for name, row, rec in zip(classes, s["confusion_matrix"], s["recall_per_class"]):
-        recall = "–" if rec is None else f"{rec:.3f}"
+        recall = _f(rec)
         lines.append("  " + name.ljust(18) + "".join(str(v).rjust(width) for v in row) + recall.rjust(9))
     return "\n".join(lines)
+
+
+def _f(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def write_outputs(result: dict, out_dir: str | Path) -> list[Path]:
@@ -133,7 +138,7 @@ def write_outputs(result: dict, out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / EVALUATION_FILE]
-    written[0].write_text(json.dumps(result, indent=1) + "\n")
+    written[0].write_text(json.dumps(json_safe(result), indent=1, allow_nan=False) + "\n")
     s = result["summary"]
     classes = s["classes"]
     with open(out / PREDICTIONS_FILE, "w", newline="") as f:
@@ -149,7 +154,7 @@ def write_outputs(result: dict, out_dir: str | Path) -> list[Path]:
     written.append(confusion_matrix_png(s["confusion_matrix"], classes, out / CONFUSION_FILE,
                                         f"Confusion matrix: accuracy {s['accuracy']:.3f}, QWK {s['quadratic_weighted_kappa']:.3f}", subtitle))
     sc = s.get("screening")
-    if sc and np.isfinite(sc["auc"]):
+    if sc and sc["auc"] is not None and sc["sensitivity"] is not None and sc["specificity"] is not None:
         operating = (1.0 - sc["specificity"], sc["sensitivity"])
         label = f"P(OA) >= {sc['threshold']:.2f}: sens {sc['sensitivity']:.2f}, spec {sc['specificity']:.2f}"
         written.append(roc_png(np.asarray(sc["roc"]["fpr"]), np.asarray(sc["roc"]["tpr"]), sc["auc"], operating,

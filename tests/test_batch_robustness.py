@@ -78,4 +78,4 @@ def test_mixed_batch_with_the_default_model_on_a_real_knee(tmp_path):
 
 def test_output_must_be_jsonl_or_csv(tmp_path):
     result = CliRunner().invoke(edge_infer, ["--output", str(tmp_path / "x.txt"), str(tmp_path)])
-    assert result.exit_code == 1 and "must end in .jsonl, .json, .csv" in result.stderr
+    assert result.exit_code == 2 and "must end in .jsonl or .csv" in result.stderr

@@ -28,9 +28,9 @@ def test_weights_carry_over_to_a_larger_input(trained_run):
 
 def test_another_architecture_is_refused(trained_run, tmp_path):
     from train.model import build_model
-    from train.trainer import init_from_model
+    from train.trainer import TrainSetupError, init_from_model
 
-    with pytest.raises(ValueError, match="does not match"):
+    with pytest.raises(TrainSetupError, match="does not match"):
         init_from_model(build_model(5, 75, "mixed5", hidden_units=8), trained_run)
     with pytest.raises(FileNotFoundError, match="not found"):
         init_from_model(build_model(5, 75, "mixed5", hidden_units=16), tmp_path / "missing.keras")

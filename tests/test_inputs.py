@@ -161,3 +161,15 @@ def test_dicom_without_pydicom_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pydicom", None)  # as if not installed
     with pytest.raises(InputImageError, match=r'pip install "kneeoa\[dicom\]"'):
         load_image(path)
+
+
+def test_malformed_dicom_lut_is_a_clear_error(tmp_path):
+    import pydicom
+    from pydicom.sequence import Sequence
+
+    path = write_dicom(KNEE, tmp_path / "x.dcm")
+    ds = pydicom.dcmread(path)
+    ds.VOILUTSequence = Sequence([])  # present but empty
+    ds.save_as(path)
+    with pytest.raises(InputImageError, match="invalid DICOM modality/VOI LUT"):
+        load_image(path)

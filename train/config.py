@@ -126,8 +126,8 @@ def training_command(cfg: dict) -> str:
         if key in _CLI_SKIP or value == defaults.get(key):
             continue
         flag = flags.get(key, "--" + key.replace("_", "-"))
-        if key == "init_from":  # runs live outside the repository; name them as runs/<run>/<file>
-            value = f"runs/{Path(value).parent.name}/{Path(value).name}"
+        if key == "init_from" and (Path(value).parent / "config.json").is_file():
+            value = f"runs/{Path(value).parent.name}/{Path(value).name}"  # a run directory: named as runs/<run>/<file>
         if isinstance(value, bool):
             parts.append(flag if value else flag.replace("--", "--no-", 1))
         else:

@@ -14,7 +14,7 @@ import numpy as np
 
 from edge_infer.errors import InputImageError
 from edge_infer.labels import classes_from_folders
-from edge_infer.preprocess import IMAGE_SUFFIXES, load_grayscale, prepare_gray
+from edge_infer.preprocess import IMAGE_SUFFIXES, is_image_file, load_grayscale, prepare_gray
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def scan_class_folders(root: str | Path, folders: list[str] | None = None) -> Fo
     classes, kl = classes_from_folders(folders)
     paths, labels = [], []
     for idx, name in enumerate(folders):
-        files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        files = sorted(p for p in (root / name).rglob("*") if p.is_file() and is_image_file(p))
         paths += files
         labels += [idx] * len(files)
     if not paths:

@@ -25,11 +25,14 @@ def summarise(run_dir: str | Path) -> dict:
     config_path = run / CONFIG_FILE
     if not config_path.is_file():
         raise FileNotFoundError(f"{run}: no {CONFIG_FILE}; not a `kneeoa train` run directory")
-    config = json.loads(config_path.read_text())
+    config = _json(config_path)
+    if not isinstance(config, dict) or "train" not in config:
+        raise FileNotFoundError(f"{config_path}: not a `kneeoa train` config (unreadable, or no 'train' section)")
     epochs_path = run / "epochs.jsonl"
-    epochs = [json.loads(line) for line in epochs_path.read_text().splitlines() if line.strip()] if epochs_path.is_file() else []
+    lines = epochs_path.read_text().splitlines() if epochs_path.is_file() else []
+    epochs = [e for e in map(_json_line, lines) if isinstance(e, dict) and "val" in e]  # a killed run may leave half a line
     best_path = run / "metrics.json" if (run / "metrics.json").is_file() else run / "best.json"
-    best = json.loads(best_path.read_text()) if best_path.is_file() else None
+    best = _json(best_path) if best_path.is_file() else None
     planned = config["train"]["epochs"]
     if (run / "metrics.json").is_file():
         state = "finished"
@@ -38,6 +41,20 @@ def summarise(run_dir: str | Path) -> dict:
     else:
         state = f"{len(epochs)} of {planned} epochs"
     return {"name": run.name, "config": config["train"], "epochs": epochs, "best": best, "state": state}
+
+
+def _json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _json_line(line: str):
+    try:
+        return json.loads(line) if line.strip() else None
+    except ValueError:
+        return None
 
 
 def markdown(run_dirs: list[str | Path]) -> str:

@@ -27,6 +27,11 @@ from .model import build_model
 
 log = logging.getLogger(__name__)
 
+class TrainSetupError(ValueError):
+    """The run cannot start as configured (a loss the classes do not support, an --init-from
+    model of another architecture); reported as one line, unlike errors from inside training."""
+
+
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 
@@ -56,12 +61,12 @@ def target_table(n_classes: int, cfg: TrainConfig, kl_grades: list[int] | None) 
     ``softmax(-alpha * (grade_k - grade_i)^2)`` over the KL grades.
 
     Raises:
-        ValueError: SORD asked for classes that are not KL grades (no order to respect).
+        TrainSetupError: SORD asked for classes that are not KL grades (no order to respect).
     """
     if cfg.loss == "crossentropy":
         return np.eye(n_classes, dtype=np.float32)
     if kl_grades is None:
-        raise ValueError("--loss sord needs ordinal classes: folders named 0..4 (KL grades)")
+        raise TrainSetupError("--loss sord needs ordinal classes: folders named 0..4 (KL grades)")
     g = np.asarray(kl_grades, np.float64)
     logits = -cfg.sord_alpha * (g[None, :] - g[:, None]) ** 2
     table = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -182,7 +187,7 @@ def init_from_model(model, path: str | Path) -> None:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the architectures differ (a missing layer or a weight of another shape).
+        TrainSetupError: the architectures differ (a missing layer or a weight of another shape).
     """
     import keras
 
@@ -195,12 +200,12 @@ def init_from_model(model, path: str | Path) -> None:
     ours = [layer for layer in model.layers if layer.weights]
     theirs = [layer for layer in source.layers if layer.weights]
     if len(ours) != len(theirs):
-        raise ValueError(f"{path}: {len(theirs)} layers with weights, expected {len(ours)}; "
+        raise TrainSetupError(f"{path}: {len(theirs)} layers with weights, expected {len(ours)}; "
                          "--init-from needs the same head layer and head")
     for mine, src in zip(ours, theirs):
         shapes = [tuple(w.shape) for w in src.weights], [tuple(w.shape) for w in mine.weights]
         if type(mine) is not type(src) or shapes[0] != shapes[1]:
-            raise ValueError(f"{path}: layer {src.name!r} ({type(src).__name__} {shapes[0]}) does not match "
+            raise TrainSetupError(f"{path}: layer {src.name!r} ({type(src).__name__} {shapes[0]}) does not match "
                              f"{mine.name!r} ({type(mine).__name__} {shapes[1]}); --init-from needs the same architecture")
         mine.set_weights(src.get_weights())
     log.info("initialised from %s", path)
