@@ -106,7 +106,8 @@ def render_model_card(model_dir: str | Path) -> str:
         f"Images per class (train / validation): {training['counts']['train']} / {training['counts']['val']}.", "",
         "## Training", "", *_training_commands(training), "",
         f"The Keras model it writes (`{d['source_model']['file']}`, {d['source_model'].get('bytes', 0) / 1e6:.0f} MB, "
-        f"sha256 `{d['source_model']['sha256'][:16]}…`) is kept out of git; this command rebuilds it "
+        f"sha256 `{d['source_model']['sha256'][:16]}…`) is kept out of git; "
+        f"{'these commands rebuild' if training.get('earlier_stages') else 'this command rebuilds'} it "
         "(training from scratch is not bit-for-bit repeatable, so expect figures close to, not equal to, these).", "",
         f"Checkpoint chosen on validation {training['validation']['selected_on'] if training.get('validation') else ''} "
         f"at epoch {(training.get('validation') or {}).get('epoch', 'n/a')} of {cfg['epochs']}.", "",

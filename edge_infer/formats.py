@@ -53,7 +53,7 @@ FORMATS: dict[str, ModelFormat] = {
             "onnx-int8",
             Engine.ONNXRUNTIME,
             ".int8.onnx",
-            "int8 weights (7-bit range), uint8 activations",
+            "int8 weights (7-bit range), uint8 activations; first two convolutions and softmax in float32",
             "onnxruntime static QDQ quantization, per-channel weights, percentile-calibrated on real images",
             "int8",
             calibrated=True,
