@@ -390,9 +390,10 @@ def plot(report: dict, path: str | Path) -> Path:
     for r in report["rows"]:
         if "error" not in r and (r["format"] not in best or r["threads"] > best[r["format"]]["threads"]):
             best[r["format"]] = r
+    accuracy = {r["format"]: r["accuracy"]["accuracy"] for r in report["rows"] if r.get("accuracy")}
     points = []
     for name, r in best.items():
-        acc = (r.get("accuracy") or {}).get("accuracy")
+        acc = accuracy.get(name)
         points.append((r["bytes"] / 1e6, r["latency"]["median_ms"], name + (f" (acc {acc:.3f})" if acc is not None else "")))
     return scatter_png(points, path, f"{report['model']}: latency vs size", "file size (MB)",
                        f"median latency (ms), batch 1, {max(report['settings']['threads'])} threads")

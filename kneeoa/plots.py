@@ -91,7 +91,7 @@ def roc_png(fpr: np.ndarray, tpr: np.ndarray, auc: float, operating: tuple[float
 def scatter_png(points: Sequence[tuple[float, float, str]], path: str | Path, title: str,
                 x_label: str, y_label: str) -> Path:
     """Labelled points on linear axes from zero (e.g. latency against file size)."""
-    w, h, left, top = 520, 340, 70, 50
+    w, h, left, top = 520, 340, 70, 60
     img = Image.new("RGB", (left + w + 170, top + h + 56), WHITE)
     d = ImageDraw.Draw(img)
     x_max = _nice(max([p[0] for p in points], default=1.0))
@@ -107,10 +107,15 @@ def scatter_png(points: Sequence[tuple[float, float, str]], path: str | Path, ti
         _text(d, (xy(t * x_max, 0)[0], top + h + 6), f"{t * x_max:g}", 11, GREY, anchor="ma")
         _text(d, (left - 6, xy(0, t * y_max)[1]), f"{t * y_max:g}", 11, GREY, anchor="rm")
     d.rectangle([xy(0, y_max), xy(x_max, 0)], outline=GREY)
-    for x, y, label in points:
+    placed: list[tuple[float, float]] = []
+    for x, y, label in sorted(points, key=lambda p: (p[0], p[1])):
         px, py = xy(x, y)
         d.ellipse([px - 5, py - 5, px + 5, py + 5], fill=BLUE)
-        _text(d, (px + 8, py - 8), label, 11, anchor="la")
+        ty = py - 8
+        while any(abs(ty - oy) < 14 and abs(px - ox) < 120 for ox, oy in placed):
+            ty -= 14  # stack labels of nearby points upwards instead of overprinting them
+        placed.append((px, ty))
+        _text(d, (px + 8, ty), label, 11, anchor="la")
     _text(d, (left + w // 2, top + h + 26), x_label, 12, anchor="ma")
     _text(d, (6, top - 20), y_label, 12)
     return _save(img, path)
