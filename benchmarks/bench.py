@@ -255,7 +255,8 @@ def run_bench(model_dir: str | Path, formats: list[str] | None = None, threads: 
                         "bytes": (m.model_dir / art.file).stat().st_size if art else None}
             row["threads"] = t
             report["rows"].append(row)
-        present = [f for f in formats if f in m.artifacts]
+        ok = {r["format"] for r in report["rows"] if "error" not in r}
+        present = [f for f in formats if f in m.artifacts and f in ok]  # cold start only what loads
         engines = {}
         for fmt in present:  # one cold start per engine
             engines.setdefault(m.artifacts[fmt].format.engine, fmt)

@@ -40,6 +40,7 @@ def test_bench_rows_agreement_and_a_broken_format(model_dir, knee_dataset, tmp_p
     assert report["cold_start"][0]["ratio"] > 1
     assert "error: " in result.stdout and "onnx-int8" in result.stdout  # the table names both
     md = out_md.read_text()
-    assert "kneeoa bench --model" in md and "| `onnx-int8` | 1 |" in md and "| `tflite-int8` | 1 |" in md
+    assert "| `onnx-int8` | 1 |" in md and "| `tflite-int8` | 1 | 0.0 | error:" in md
+    assert [c["format"] for c in report["cold_start"]] == ["onnx-fp32"]  # one per engine that loads
     with Image.open(out_png) as im:
         assert im.width > 400
