@@ -315,12 +315,9 @@ def table(report: dict) -> str:
         if "error" in r:
             rows.append([r["format"], str(r["threads"]), _f(r.get("bytes"), 1e-6, 1), "error: " + r["error"]])
             continue
-        acc = r.get("accuracy") or {}
-        rows.append([r["format"], str(r["threads"]), _f(r.get("bytes"), 1e-6, 1), _f(r["load_ms"]), _f(r["first_ms"], 1, 1),
-                     _f(r["latency"]["median_ms"], 1, 2), _f(r["latency"]["p90_ms"], 1, 2), _f(r["latency"]["p99_ms"], 1, 2),
-                     _f(r.get("gflop_per_s"), 1, 1), _f(r.get("end_to_end", {}).get("median_ms"), 1, 2),
-                     _f(r.get("end_to_end_gradcam", {}).get("median_ms"), 1, 2), _f(r["peak_rss_mb"]),
-                     _f(acc.get("accuracy"), 1, 3), _f(acc.get("quadratic_weighted_kappa"), 1, 3), _f(r.get("agreement"), 1, 3)])
+        c = _cells(r)
+        rows.append([r["format"], str(r["threads"]), *(c[k] for k in ("mb", "load", "first", "median", "p90", "p99", "gflops",
+                                                                       "e2e", "e2e_cam", "rss", "acc", "qwk", "agree"))])
     measured = [row for row in rows if len(row) == len(head)]
     widths = [max([len(h)] + [len(row[i]) for row in measured]) for i, h in enumerate(head)]
     lines.append("  ".join(h.rjust(w) for h, w in zip(head, widths)))
@@ -358,16 +355,10 @@ def markdown(report: dict, command: str) -> str:
         if "error" in r:
             lines.append(f"| `{r['format']}` | {r['threads']} | {_f(r.get('bytes'), 1e-6, 1)} | error: {r['error']} |" + " |" * 13)
             continue
-        acc = r.get("accuracy") or {}
-        e2e = r.get("end_to_end", {}).get("median_ms")
-        ratio = e2e / r["latency"]["median_ms"] if e2e else None
-        agree = f"{_f(r.get('agreement'), 1, 3)} vs {r['agreement_with']}" if r.get("agreement_with") else "–"
-        lines.append(
-            f"| `{r['format']}` | {r['threads']} | {_f(r.get('bytes'), 1e-6, 1)} | {_f(r['load_ms'])} | {_f(r['first_ms'], 1, 1)} | "
-            f"{_f(r['latency']['median_ms'], 1, 2)} | {_f(r['latency']['p90_ms'], 1, 2)} | {_f(r['latency']['p99_ms'], 1, 2)} | "
-            f"{_f(r.get('gflop_per_s'), 1, 1)} | {_f(e2e, 1, 2)} | {_f(r.get('end_to_end_gradcam', {}).get('median_ms'), 1, 2)} | "
-            f"{_f(ratio, 1, 2)} | {_f(r['peak_rss_mb'])} | {_f(acc.get('accuracy'), 1, 3)} | "
-            f"{_f(acc.get('quadratic_weighted_kappa'), 1, 3)} | {_f(acc.get('screening_auc'), 1, 3)} | {agree} |")
+        c = _cells(r)
+        agree = f"{c['agree']} vs {r['agreement_with']}" if r.get("agreement_with") else "–"
+        lines.append(f"| `{r['format']}` | {r['threads']} | " + " | ".join(c[k] for k in (
+            "mb", "load", "first", "median", "p90", "p99", "gflops", "e2e", "e2e_cam", "ratio", "rss", "acc", "qwk", "auc")) + f" | {agree} |")
     lines += ["", f"Whole-process cold start, one image (median of {report.get('cold_start_repeats', 5)} runs):", ""]
     for c in report["cold_start"]:
         if "error" in c:
@@ -377,6 +368,21 @@ def markdown(report: dict, command: str) -> str:
                          f"imports numpy, Pillow and the runtime: {c['imports_s']:.2f} s; ratio {c['ratio']:.2f}.")
     lines.append("")
     return "\n".join(lines)
+
+
+def _cells(r: dict) -> dict[str, str]:
+    """A measured row's figures, formatted once for both the text table and the Markdown."""
+    acc = r.get("accuracy") or {}
+    e2e = r.get("end_to_end", {}).get("median_ms")
+    return {
+        "mb": _f(r.get("bytes"), 1e-6, 1), "load": _f(r["load_ms"]), "first": _f(r["first_ms"], 1, 1),
+        **{k: _f(r["latency"][f"{k}_ms"], 1, 2) for k in ("median", "p90", "p99")},
+        "gflops": _f(r.get("gflop_per_s"), 1, 1), "e2e": _f(e2e, 1, 2),
+        "e2e_cam": _f(r.get("end_to_end_gradcam", {}).get("median_ms"), 1, 2),
+        "ratio": _f(e2e / r["latency"]["median_ms"] if e2e else None, 1, 2), "rss": _f(r["peak_rss_mb"]),
+        "acc": _f(acc.get("accuracy"), 1, 3), "qwk": _f(acc.get("quadratic_weighted_kappa"), 1, 3),
+        "auc": _f(acc.get("screening_auc"), 1, 3), "agree": _f(r.get("agreement"), 1, 3),
+    }
 
 
 def _f(v, scale: float = 1.0, digits: int = 0) -> str:
