@@ -131,7 +131,8 @@ def _read_with_pillow(p: Path, head: bytes) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(p) as im:
                 im = ImageOps.exif_transpose(im)
-                return pil_to_gray(im, significant_bits=_png_significant_bits(p) if head.startswith(PNG_SIGNATURE) else None)
+                high_bit_png = head.startswith(PNG_SIGNATURE) and im.mode.startswith("I")  # only 16-bit grey uses sBIT
+                return pil_to_gray(im, significant_bits=_png_significant_bits(p) if high_bit_png else None)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise InputImageError(p, f"image too large ({e})") from None
     except UnidentifiedImageError:
