@@ -1,9 +1,11 @@
-"""The Python entry point: ``Classifier(model_dir, format, threads).predict(path_or_array)``."""
+"""The Python entry point: ``Classifier(model_dir, format, threads).predict(path_or_array)``, and
+``predict_many(paths)`` for batches."""
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +16,8 @@ from .errors import InputImageError, RuntimeUnavailableError
 from .formats import FORMATS, Engine
 from .gradcam import cam_to_image, gradcam_from_features
 from .manifest import Manifest, load_manifest
-from .preprocess import MIN_SIDE, load_image, pil_to_gray, prepare_gray, to_model_input
+from .pipeline import DEFAULT_DEPTH, prefetched
+from .preprocess import MIN_SIDE, SquarePadding, load_image, pil_to_gray, prepare_gray, to_model_input
 from .runtimes import INSTALL_HINTS, Runtime, engine_available, open_runtime
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,23 @@ def default_model_dir() -> Path:
             if candidate.is_dir():
                 return candidate
     return Path(__file__).resolve().parent.parent / "models" / "default"
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """A decoded, preprocessed knee: what :meth:`Classifier.infer` needs.
+
+    Attributes:
+        gray: The input as ``uint8`` grey at its original size.
+        x: The model input, ``(1, size, size, channels)`` ``float32``.
+        pad: Where the image sits in the padded square (to map the heatmap back).
+        notes: What was done beyond decoding.
+    """
+
+    gray: np.ndarray
+    x: np.ndarray
+    pad: SquarePadding
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,6 +143,27 @@ class Classifier:
             f"{INSTALL_HINTS[Engine.ONNXRUNTIME]}; {INSTALL_HINTS[Engine.LITERT]}"
         )
 
+    def prepare(self, image: str | Path | np.ndarray) -> PreparedImage:
+        """Decode and preprocess one knee image, without touching the runtime (safe to call from
+        another thread while :meth:`infer` runs).
+
+        Raises:
+            InputImageError: the file or array is not a usable knee image.
+        """
+        gray, notes = load_image(image) if isinstance(image, (str, Path)) else (_array_to_gray(image), [])
+        small, pad = prepare_gray(gray, self.manifest.preprocess.size)
+        return PreparedImage(gray, to_model_input(small, self.manifest.preprocess), pad, tuple(notes))
+
+    def infer(self, prepared: PreparedImage, heatmap: bool = True) -> Prediction:
+        """Run the network on an image from :meth:`prepare`; ``heatmap`` also computes Grad-CAM."""
+        out = self._runtime.run(prepared.x)
+        probs = out["probabilities"][0].astype(np.float64)
+        # Full-int8 softmax outputs come in steps of 1/256 and need not sum to exactly 1.
+        probs = probs / probs.sum() if probs.sum() > 0 else np.full_like(probs, 1.0 / len(probs))
+        top = int(probs.argmax())
+        cam = cam_to_image(gradcam_from_features(out["features"][0], self._head, top), prepared.pad) if heatmap else None
+        return self._prediction(probs, top, cam, prepared.gray, prepared.notes)
+
     def predict(self, image: str | Path | np.ndarray, heatmap: bool = True) -> Prediction:
         """Classify one knee image: a file path, or a ``uint8`` array (grey ``(H, W)`` or RGB ``(H, W, 3)``).
 
@@ -133,15 +174,31 @@ class Classifier:
         Raises:
             InputImageError: the file or array is not a usable knee image.
         """
-        gray, notes = load_image(image) if isinstance(image, (str, Path)) else (_array_to_gray(image), [])
-        small, pad = prepare_gray(gray, self.manifest.preprocess.size)
-        out = self._runtime.run(to_model_input(small, self.manifest.preprocess))
-        probs = out["probabilities"][0].astype(np.float64)
-        # Full-int8 softmax outputs come in steps of 1/256 and need not sum to exactly 1.
-        probs = probs / probs.sum() if probs.sum() > 0 else np.full_like(probs, 1.0 / len(probs))
-        top = int(probs.argmax())
-        cam = cam_to_image(gradcam_from_features(out["features"][0], self._head, top), pad) if heatmap else None
-        return self._prediction(probs, top, cam, gray, tuple(notes))
+        return self.infer(self.prepare(image), heatmap)
+
+    def predict_many(self, images: Iterable, heatmap: bool = True,
+                     prefetch: int = DEFAULT_DEPTH) -> Iterator[tuple[object, Prediction | Exception]]:
+        """Classify a batch, decoding the next images in a background thread while the network runs.
+
+        Args:
+            images: Paths or arrays, read lazily. An :class:`InputImageError` among them (a caller's
+                own finding, such as an empty folder) is passed through as that item's result, in order.
+            heatmap: As in :meth:`predict`.
+            prefetch: Images prepared ahead; 0 decodes in line.
+
+        Yields:
+            ``(image, result)`` in input order; ``result`` is a :class:`Prediction`, or the exception
+            that image raised (:class:`InputImageError` for a bad file), so the batch goes on.
+        """
+        for image, prepared in prefetched(_prepare_or_raise(self.prepare), images, prefetch):
+            if isinstance(prepared, Exception):
+                yield image, prepared
+                continue
+            try:
+                result: Prediction | Exception = self.infer(prepared, heatmap)
+            except Exception as e:  # one image must never take the batch down
+                result = e
+            yield image, result
 
     def _prediction(self, probs: np.ndarray, top: int, cam: np.ndarray | None, gray: np.ndarray,
                     notes: tuple[str, ...] = ()) -> Prediction:
@@ -171,6 +228,14 @@ class Classifier:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _prepare_or_raise(prepare):
+    def run(image):
+        if isinstance(image, InputImageError):
+            raise image
+        return prepare(image)
+    return run
 
 
 def _array_to_gray(arr: np.ndarray) -> np.ndarray:

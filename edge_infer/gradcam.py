@@ -81,7 +81,16 @@ def overlay(gray: np.ndarray, cam: np.ndarray, opacity: float = 0.5) -> np.ndarr
 
     Returns:
         ``(H, W, 3)`` ``uint8`` RGB image.
+
+    The map is quantised to 256 levels and blended through per-level tables: a few times faster
+    than blending in float per pixel, and no visible difference.
     """
-    base = np.repeat(gray.astype(np.float32)[..., None], 3, axis=-1)
-    alpha = (opacity * cam)[..., None]
-    return np.clip(base * (1 - alpha) + colorize(cam) * alpha + 0.5, 0, 255).astype(np.uint8)
+    level = np.rint(np.clip(cam, 0.0, 1.0) * 255.0).astype(np.uint8)
+    alpha = np.linspace(0.0, opacity, 256, dtype=np.float32)
+    keep = (1.0 - alpha)[level][..., None]
+    tint = (_LEVEL_COLORS * alpha[:, None])[level]
+    return (gray[..., None] * keep + tint + 0.5).astype(np.uint8)
+
+
+_LEVEL_COLORS = colorize(np.linspace(0.0, 1.0, 256, dtype=np.float32)).astype(np.float32)
+"""Viridis at each of the 256 levels :func:`overlay` quantises the map to."""

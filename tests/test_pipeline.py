@@ -1,0 +1,114 @@
+"""Batches: decoding ahead in a thread keeps input order, puts each failure in its place, stops
+when the caller stops, and gives exactly what one-at-a-time prediction gives."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from edge_infer.classifier import Classifier
+from edge_infer.cli import main as edge_infer
+from edge_infer.errors import InputImageError
+from edge_infer.pipeline import prefetched
+
+
+def _square_or_fail(n: int) -> int:
+    if n % 3 == 0:
+        raise ValueError(f"bad {n}")
+    time.sleep(0.001 * (n % 2))  # uneven work, so results finish out of step with requests
+    return n * n
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2, 5])
+def test_prefetched_keeps_order_and_puts_errors_in_place(depth):
+    out = list(prefetched(_square_or_fail, range(20), depth))
+    assert [item for item, _ in out] == list(range(20))
+    for n, result in out:
+        if n % 3 == 0:
+            assert isinstance(result, ValueError) and str(result) == f"bad {n}"
+        else:
+            assert result == n * n
+
+
+def test_prefetched_runs_ahead_in_another_thread_and_stops_with_the_caller():
+    started: list[int] = []
+    threads: set[str] = set()
+
+    def work(n):
+        started.append(n)
+        threads.add(threading.current_thread().name)
+        return n
+
+    gen = prefetched(work, range(1000), depth=2)
+    assert next(gen) == (0, 0)
+    time.sleep(0.05)
+    assert started[:3] == [0, 1, 2] and len(started) <= 4  # a bounded look-ahead, not the whole batch
+    gen.close()
+    time.sleep(0.05)
+    assert len(started) <= 4  # nothing more is started once the caller has stopped
+    assert threads == {t for t in threads if t.startswith("edge-infer-prefetch")}
+    assert list(prefetched(work, [7], depth=0)) == [(7, 7)]
+    assert threading.current_thread().name in threads  # depth 0 works in line
+
+
+def test_keyboard_interrupt_is_not_swallowed():
+    def interrupt(n):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        list(prefetched(interrupt, range(3), depth=1))
+
+
+@pytest.mark.slow
+def test_predict_many_equals_predict_one_by_one(model_dir, knee_png, tmp_path):
+    flipped = tmp_path / "flipped.png"
+    Image.open(knee_png).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(flipped)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    known = InputImageError(tmp_path / "empty folder", "folder holds no image files")
+    items = [knee_png, broken, flipped, known, knee_png]
+    with Classifier(model_dir) as clf:
+        batch = list(clf.predict_many(items, heatmap=True))
+        assert [item for item, _ in batch] == items
+        for item, result in batch:
+            if item in (broken, known):
+                assert isinstance(result, InputImageError) and str(item if item is broken else known.path) in str(result)
+                continue
+            single = clf.predict(item, heatmap=True)
+            assert result.probabilities == single.probabilities and result.label == single.label
+            np.testing.assert_array_equal(result.cam, single.cam)
+        assert batch[0][1].probabilities != batch[2][1].probabilities  # the flipped knee is really another input
+
+
+@pytest.mark.slow
+def test_batch_heatmaps_match_inputs_and_a_failed_write_fails_only_its_file(model_dir, knee_png, tmp_path):
+    folder = tmp_path / "knees"
+    folder.mkdir()
+    names = [f"knee_{i:02d}.png" for i in range(12)]
+    for i, name in enumerate(names):
+        Image.open(knee_png).rotate(i * 3).save(folder / name)
+    out = tmp_path / "heatmaps"
+    (out / "knee_05_gradcam.png").mkdir(parents=True)  # a folder where that overlay should go: the write fails
+    result = CliRunner().invoke(edge_infer, ["--model", str(model_dir), "--json", "--heatmap-dir", str(out), str(folder)])
+    assert result.exit_code == 1
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["input"] for r in records] == [str(folder / n) for n in names]
+    failed = [r for r in records if "error" in r]
+    assert len(failed) == 1 and failed[0]["input"].endswith("knee_05.png") and "knee_05_gradcam.png" in failed[0]["error"]
+    assert len(result.stderr.strip().splitlines()) == 1
+    with Classifier(model_dir) as clf:
+        for r in records:
+            if "error" in r:
+                continue
+            assert r["heatmap"] == str(out / (r["input"].rsplit("/", 1)[1][:-4] + "_gradcam.png"))
+            assert r["probabilities"] == clf.predict(r["input"]).to_record(r["input"])["probabilities"]
+            with Image.open(r["heatmap"]) as im, Image.open(r["input"]) as source:
+                assert im.size == source.size and im.mode == "RGB"
+    shutil.rmtree(out)
