@@ -63,12 +63,11 @@ def evaluate(
             raise ValueError(f"{data_dir}: class folders {ds.folders} give classes {ds.classes}; "
                              f"the model {m.name} has {m.classes}")
         labels, probs, predictions, failed = [], [], [], []
-        for i, (path, label) in enumerate(zip(ds.paths, ds.labels)):
+        batch = clf.predict_many(ds.paths, heatmap=False)  # decodes ahead; results in input order
+        for i, ((path, pred), label) in enumerate(zip(batch, ds.labels)):
             error = None
-            try:
-                pred = clf.predict(path, heatmap=False)
-            except Exception as e:  # KneeOAError, or anything else: one file never stops the evaluation
-                message = str(e) if isinstance(e, KneeOAError) else f"{path}: unexpected {type(e).__name__}: {e}"
+            if isinstance(pred, Exception):  # one file never stops the evaluation
+                message = str(pred) if isinstance(pred, KneeOAError) else f"{path}: unexpected {type(pred).__name__}: {pred}"
                 error = " ".join(message.split())
                 failed.append({"input": str(path), "error": error})
             else:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from edge_infer.gradcam import cam_to_image, gradcam_from_features, overlay
-from edge_infer.preprocess import pad_to_square
+from edge_infer.preprocess import SquarePadding, pad_to_square
 
 
 def _tape_gradcam(model, feature_layer: str, x: np.ndarray, class_index: int) -> np.ndarray:
@@ -98,3 +99,14 @@ def test_overlay_keeps_the_radiograph_where_the_map_is_zero():
     assert rgb.shape == (*gray.shape, 3) and rgb.dtype == np.uint8
     np.testing.assert_array_equal(rgb[:, :50, 0], gray[:, :50])
     assert not np.array_equal(rgb[:, -20:, 0], rgb[:, -20:, 2])  # coloured where the map is hot
+
+
+@pytest.mark.parametrize("grid, size", [((6, 6), (224, 224)), ((3, 3), (75, 75)), ((6, 6), (120, 300)), ((8, 8), (1200, 700))])
+def test_cam_upsampling_matches_pillow_bilinear(grid, size):
+    h, w = size
+    side = max(h, w)
+    pad = SquarePadding(height=h, width=w, top=(side - h) // 2, left=(side - w) // 2)
+    cam = np.random.default_rng(1).random(grid).astype(np.float32)
+    square = Image.fromarray(cam, mode="F").resize((side, side), Image.Resampling.BILINEAR)
+    expected = np.asarray(square)[pad.top : pad.top + h, pad.left : pad.left + w]
+    np.testing.assert_allclose(cam_to_image(cam, pad), expected, atol=1e-5)
