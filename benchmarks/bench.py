@@ -6,14 +6,14 @@ peak RSS is that format's alone, and a format that fails to load becomes a row w
 The optional Keras row (``--keras``) needs TensorFlow and is the float32 reference.
 
 Timings use ``time.perf_counter``. Latency is the raw runtime invoke on one preprocessed image
-(batch 1) after a warm-up, repeated for at least ``min_time`` seconds and ``min_runs`` calls.
-End to end is ``Classifier.predict(path)`` per file, as ``edge-infer`` does it: decode,
-preprocess, infer (and Grad-CAM when asked for).
+(batch 1) after a warm-up, for at least ``min_time`` seconds and ``min_runs`` calls. End to end is
+the time per knee of a batch of files run as ``edge-infer`` runs it (decode ahead in a thread,
+preprocess, infer, the result record; then with Grad-CAM; then writing heatmap PNGs), measured in
+rounds that alternate with the raw invoke (see :func:`_interleaved_rounds`).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import platform
@@ -109,12 +109,8 @@ def measure_format(model_dir: str, fmt: str, threads: int, images: list[str], mi
     first_s = time.perf_counter() - t
     for _ in range(warmup):
         clf.runtime.run(x)
-    row = {"load_ms": load_s * 1e3, "first_ms": first_s * 1e3,
-           "latency": _percentiles(_repeat(lambda: clf.runtime.run(x), min_time, min_runs))}
-    for key, heatmap in (("end_to_end", False), ("end_to_end_gradcam", True)):
-        files = itertools.cycle(images)
-        times = _repeat(lambda: clf.predict(next(files), heatmap=heatmap), min_time, min_runs)
-        row[key] = _percentiles(times) | {"images_per_s": len(times) / sum(times)}
+    row = {"load_ms": load_s * 1e3, "first_ms": first_s * 1e3}
+    row.update(_interleaved_rounds(clf, x, images, min_time, min_runs))
     row["peak_rss_mb"] = _peak_rss_mb()  # before the accuracy pass, which holds a whole data set
     clf.close()
     if data:
@@ -126,6 +122,56 @@ def measure_format(model_dir: str, fmt: str, threads: int, images: list[str], mi
             "screening_auc": (s.get("screening") or {}).get("auc"), "failed": len(result["failed"])}
         row["predictions"] = {r["input"]: r["predicted"] for r in result["predictions"]}
     return row
+
+
+def _interleaved_rounds(clf, x, images: list[str], min_time: float, min_runs: int, min_rounds: int = 5) -> dict:
+    """Raw invoke and the three batch modes, measured in alternating rounds.
+
+    A round is: ``len(images)`` raw invokes of one preprocessed image, then the same images as one
+    ``edge-infer`` batch (:func:`edge_infer.cli.run_batch`: decode ahead, infer, records), then
+    with Grad-CAM, then writing heatmap PNGs as ``--heatmap-dir`` does. Each ratio to raw is the
+    median over rounds of that round's ratio, so the slow drifts of a shared machine, which move
+    both sides of a round together, cancel out.
+    """
+    from edge_infer.cli import HeatmapWriter, run_batch
+
+    def batch(mode: str, folder: str) -> float:
+        writer = HeatmapWriter(Path(folder)) if mode == "png" else None
+        t = time.perf_counter()
+        if mode == "cam":
+            for _, result in clf.predict_many(images, heatmap=True):
+                if isinstance(result, Exception):
+                    raise result
+        else:
+            for source, outcome in run_batch(clf, [Path(p) for p in images], writer):
+                if isinstance(outcome, str):
+                    raise RuntimeError(outcome)
+        return (time.perf_counter() - t) / len(images)
+
+    modes = {"end_to_end": "plain", "end_to_end_gradcam": "cam", "end_to_end_heatmap_png": "png"}
+    raw: list[float] = []
+    per_round: dict[str, list[float]] = {"raw": [], **{k: [] for k in modes}}
+    with tempfile.TemporaryDirectory() as folder:
+        for mode in modes.values():  # warm-up: page cache, thread pools, first-use imports
+            batch(mode, folder)
+        start = time.perf_counter()
+        while len(per_round["raw"]) < min_rounds or len(raw) < min_runs or time.perf_counter() - start < min_time:
+            block = []
+            for _ in images:
+                t = time.perf_counter()
+                clf.runtime.run(x)
+                block.append(time.perf_counter() - t)
+            raw += block
+            per_round["raw"].append(sum(block) / len(block))
+            for key, mode in modes.items():
+                per_round[key].append(batch(mode, folder))
+    base = np.asarray(per_round["raw"])
+    out = {"latency": _percentiles(raw), "rounds": len(base), "batch_size": len(images)}
+    for key in modes:
+        knee = np.asarray(per_round[key])
+        out[key] = {"median_ms": float(np.median(knee) * 1e3), "images_per_s": float(1 / np.median(knee)),
+                    "ratio_to_raw": float(np.median(knee / base))}
+    return out
 
 
 def measure_keras(keras_model: str, threads: int, images: list[str], min_time: float, min_runs: int,
@@ -309,15 +355,16 @@ def table(report: dict) -> str:
              f"{mi['os']}, Python {mi['python']}; " + ", ".join(f"{k} {v}" for k, v in mi["versions"].items()),
              f"model: {report['model']} ({report['input_size']} px, {_f(report['gflop_per_image'], 1, 2)} GFLOP per image); "
              f"nominal float32 peak {_f(report['nominal_fp32_gflops_per_thread'], 1, 0)} GFLOP/s per thread", ""]
-    head = ["format", "thr", "MB", "load ms", "1st ms", "median", "p90", "p99", "GFLOP/s", "e2e ms", "+CAM ms", "RSS MB", "acc", "QWK", "agree"]
+    head = ["format", "thr", "MB", "load ms", "1st ms", "median", "p90", "p99", "GFLOP/s", "e2e ms", "/raw", "+CAM ms", "/raw",
+            "+PNG ms", "/raw", "RSS MB", "acc", "QWK", "agree"]
     rows = []
     for r in report["rows"]:
         if "error" in r:
             rows.append([r["format"], str(r["threads"]), _f(r.get("bytes"), 1e-6, 1), "error: " + r["error"]])
             continue
         c = _cells(r)
-        rows.append([r["format"], str(r["threads"]), *(c[k] for k in ("mb", "load", "first", "median", "p90", "p99", "gflops",
-                                                                       "e2e", "e2e_cam", "rss", "acc", "qwk", "agree"))])
+        rows.append([r["format"], str(r["threads"]), *(c[k] for k in ("mb", "load", "first", "median", "p90", "p99", "gflops", "e2e", "ratio",
+                                                                       "e2e_cam", "ratio_cam", "e2e_png", "ratio_png", "rss", "acc", "qwk", "agree"))])
     measured = [row for row in rows if len(row) == len(head)]
     widths = [max([len(h)] + [len(row[i]) for row in measured]) for i, h in enumerate(head)]
     lines.append("  ".join(h.rjust(w) for h, w in zip(head, widths)))
@@ -344,21 +391,24 @@ def markdown(report: dict, command: str) -> str:
              "(2 × multiply-adds of its convolutions and dense layers, from the manifest). Nominal float32 peak of "
              f"this CPU: {_f(report['nominal_fp32_gflops_per_thread'], 1, 0)} GFLOP/s per thread (clock × FLOP per cycle of its widest FMA).",
              f"- Latency: the raw runtime call on one preprocessed image, batch 1, after {report['settings']['warmup']} "
-             f"warm-up calls, for at least {report['settings']['min_time_s']} s and {report['settings']['min_runs']} calls. "
-             "End to end: `Classifier.predict(path)` per file as `edge-infer` runs it (decode, preprocess, infer; "
-             "+CAM adds Grad-CAM). Load: checksum and session or interpreter creation. Each row runs in a fresh process; "
-             "RSS is that process's peak.", "",
-             "| format | threads | MB | load ms | first ms | median ms | p90 ms | p99 ms | GFLOP/s | e2e ms | e2e+CAM ms | "
-             "e2e / raw | peak RSS MB | accuracy | QWK | AUC | agreement |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"warm-up calls, for at least {report['settings']['min_time_s']} s and {report['settings']['min_runs']} calls.",
+             "- End to end (e2e): time per knee of a batch of image files run as `edge-infer` runs it: the next files "
+             "decoded and preprocessed in a background thread while the network runs, then the result record. +CAM adds "
+             "Grad-CAM; +PNG also writes each heatmap overlay as a PNG (`--heatmap-dir`). Raw invoke and batches alternate "
+             "in rounds of one batch each; \"/ raw\" is the median over rounds of that round's ratio to the raw invoke.",
+             "- Load: checksum and session or interpreter creation. Each row runs in a fresh process; RSS is that process's peak.", "",
+             "| format | threads | MB | load ms | first ms | median ms | p90 ms | p99 ms | GFLOP/s | e2e ms | e2e / raw | "
+             "e2e+CAM ms | +CAM / raw | e2e+PNG ms | +PNG / raw | peak RSS MB | accuracy | QWK | AUC | agreement |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
         if "error" in r:
-            lines.append(f"| `{r['format']}` | {r['threads']} | {_f(r.get('bytes'), 1e-6, 1)} | error: {r['error']} |" + " |" * 13)
+            lines.append(f"| `{r['format']}` | {r['threads']} | {_f(r.get('bytes'), 1e-6, 1)} | error: {r['error']} |" + " |" * 16)
             continue
         c = _cells(r)
         agree = f"{c['agree']} vs {r['agreement_with']}" if r.get("agreement_with") else "–"
         lines.append(f"| `{r['format']}` | {r['threads']} | " + " | ".join(c[k] for k in (
-            "mb", "load", "first", "median", "p90", "p99", "gflops", "e2e", "e2e_cam", "ratio", "rss", "acc", "qwk", "auc")) + f" | {agree} |")
+            "mb", "load", "first", "median", "p90", "p99", "gflops", "e2e", "ratio", "e2e_cam", "ratio_cam", "e2e_png", "ratio_png",
+            "rss", "acc", "qwk", "auc")) + f" | {agree} |")
     lines += ["", f"Whole-process cold start, one image (median of {report.get('cold_start_repeats', 5)} runs):", ""]
     for c in report["cold_start"]:
         if "error" in c:
@@ -373,13 +423,14 @@ def markdown(report: dict, command: str) -> str:
 def _cells(r: dict) -> dict[str, str]:
     """A measured row's figures, formatted once for both the text table and the Markdown."""
     acc = r.get("accuracy") or {}
-    e2e = r.get("end_to_end", {}).get("median_ms")
+    e2e, cam, png = (r.get(k) or {} for k in ("end_to_end", "end_to_end_gradcam", "end_to_end_heatmap_png"))
     return {
         "mb": _f(r.get("bytes"), 1e-6, 1), "load": _f(r["load_ms"]), "first": _f(r["first_ms"], 1, 1),
         **{k: _f(r["latency"][f"{k}_ms"], 1, 2) for k in ("median", "p90", "p99")},
-        "gflops": _f(r.get("gflop_per_s"), 1, 1), "e2e": _f(e2e, 1, 2),
-        "e2e_cam": _f(r.get("end_to_end_gradcam", {}).get("median_ms"), 1, 2),
-        "ratio": _f(e2e / r["latency"]["median_ms"] if e2e else None, 1, 2), "rss": _f(r["peak_rss_mb"]),
+        "gflops": _f(r.get("gflop_per_s"), 1, 1), "e2e": _f(e2e.get("median_ms"), 1, 2),
+        "e2e_cam": _f(cam.get("median_ms"), 1, 2), "e2e_png": _f(png.get("median_ms"), 1, 2),
+        "ratio": _f(e2e.get("ratio_to_raw"), 1, 2), "ratio_cam": _f(cam.get("ratio_to_raw"), 1, 2),
+        "ratio_png": _f(png.get("ratio_to_raw"), 1, 2), "rss": _f(r["peak_rss_mb"]),
         "acc": _f(acc.get("accuracy"), 1, 3), "qwk": _f(acc.get("quadratic_weighted_kappa"), 1, 3),
         "auc": _f(acc.get("screening_auc"), 1, 3), "agree": _f(r.get("agreement"), 1, 3),
     }
