@@ -6,10 +6,11 @@ peak RSS is that format's alone, and a format that fails to load becomes a row w
 The optional Keras row (``--keras``) needs TensorFlow and is the float32 reference.
 
 Timings use ``time.perf_counter``. Latency is the raw runtime invoke on one preprocessed image
-(batch 1) after a warm-up, for at least ``min_time`` seconds and ``min_runs`` calls. End to end is
-the time per knee of a batch of files run as ``edge-infer`` runs it (decode ahead in a thread,
-preprocess, infer, the result record; then with Grad-CAM; then writing heatmap PNGs), measured in
-rounds that alternate with the raw invoke (see :func:`_interleaved_rounds`).
+(batch 1) after a warm-up, for at least ``min_time`` seconds of raw calls and ``min_runs`` calls.
+End to end is the time per knee of a batch of files run as ``edge-infer`` runs it (decode ahead in
+a thread, preprocess, infer, the result record); then through ``predict_many`` with Grad-CAM; then
+as ``edge-infer --heatmap-dir`` (writing heatmap PNGs), measured in rounds that alternate with the
+raw invoke (see :func:`_interleaved_rounds`).
 """
 
 from __future__ import annotations
@@ -127,11 +128,13 @@ def measure_format(model_dir: str, fmt: str, threads: int, images: list[str], mi
 def _interleaved_rounds(clf, x, images: list[str], min_time: float, min_runs: int, min_rounds: int = 5) -> dict:
     """Raw invoke and the three batch modes, measured in alternating rounds.
 
-    A round is: ``len(images)`` raw invokes of one preprocessed image, then the same images as one
-    ``edge-infer`` batch (:func:`edge_infer.cli.run_batch`: decode ahead, infer, records), then
-    with Grad-CAM, then writing heatmap PNGs as ``--heatmap-dir`` does. Each ratio to raw is the
-    median over rounds of that round's ratio, so the slow drifts of a shared machine, which move
-    both sides of a round together, cancel out.
+    A round is: ``len(images)`` raw invokes of one preprocessed image; the same images as one
+    ``edge-infer`` batch (:func:`edge_infer.cli.run_batch`: decode ahead, infer, records); the batch
+    through ``Classifier.predict_many(heatmap=True)``, which also computes each Grad-CAM map; and
+    the ``edge-infer --heatmap-dir`` batch, which also writes the overlay PNGs. Rounds go on until
+    the raw invokes alone add up to ``min_time``. Each ratio to raw is the median over rounds of
+    that round's ratio, so the slow drifts of a shared machine, which move both sides of a round
+    together, cancel out.
     """
     from edge_infer.cli import HeatmapWriter, run_batch
 
@@ -154,8 +157,7 @@ def _interleaved_rounds(clf, x, images: list[str], min_time: float, min_runs: in
     with tempfile.TemporaryDirectory() as folder:
         for mode in modes.values():  # warm-up: page cache, thread pools, first-use imports
             batch(mode, folder)
-        start = time.perf_counter()
-        while len(per_round["raw"]) < min_rounds or len(raw) < min_runs or time.perf_counter() - start < min_time:
+        while len(per_round["raw"]) < min_rounds or len(raw) < min_runs or sum(raw) < min_time:
             block = []
             for _ in images:
                 t = time.perf_counter()
@@ -391,10 +393,11 @@ def markdown(report: dict, command: str) -> str:
              "(2 × multiply-adds of its convolutions and dense layers, from the manifest). Nominal float32 peak of "
              f"this CPU: {_f(report['nominal_fp32_gflops_per_thread'], 1, 0)} GFLOP/s per thread (clock × FLOP per cycle of its widest FMA).",
              f"- Latency: the raw runtime call on one preprocessed image, batch 1, after {report['settings']['warmup']} "
-             f"warm-up calls, for at least {report['settings']['min_time_s']} s and {report['settings']['min_runs']} calls.",
+             f"warm-up calls, for at least {report['settings']['min_time_s']} s of such calls and {report['settings']['min_runs']} calls.",
              "- End to end (e2e): time per knee of a batch of image files run as `edge-infer` runs it: the next files "
-             "decoded and preprocessed in a background thread while the network runs, then the result record. +CAM adds "
-             "Grad-CAM; +PNG also writes each heatmap overlay as a PNG (`--heatmap-dir`). Raw invoke and batches alternate "
+             "decoded and preprocessed in a background thread while the network runs, then the result record. +CAM: the "
+             "same batch through `Classifier.predict_many(heatmap=True)`, which also computes each Grad-CAM map; +PNG: "
+             "`edge-infer --heatmap-dir`, which also writes each overlay as a PNG. Raw invoke and batches alternate "
              "in rounds of one batch each; \"/ raw\" is the median over rounds of that round's ratio to the raw invoke.",
              "- Load: checksum and session or interpreter creation. Each row runs in a fresh process; RSS is that process's peak.", "",
              "| format | threads | MB | load ms | first ms | median ms | p90 ms | p99 ms | GFLOP/s | e2e ms | e2e / raw | "

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 from collections.abc import Iterable, Iterator
@@ -190,15 +191,16 @@ class Classifier:
             ``(image, result)`` in input order; ``result`` is a :class:`Prediction`, or the exception
             that image raised (:class:`InputImageError` for a bad file), so the batch goes on.
         """
-        for image, prepared in prefetched(_prepare_or_raise(self.prepare), images, prefetch):
-            if isinstance(prepared, Exception):
-                yield image, prepared
-                continue
-            try:
-                result: Prediction | Exception = self.infer(prepared, heatmap)
-            except Exception as e:  # one image must never take the batch down
-                result = e
-            yield image, result
+        with contextlib.closing(prefetched(_prepare_or_raise(self.prepare), images, prefetch)) as ready:
+            for image, prepared in ready:
+                if isinstance(prepared, Exception):
+                    yield image, prepared
+                    continue
+                try:
+                    result: Prediction | Exception = self.infer(prepared, heatmap)
+                except Exception as e:  # one image must never take the batch down
+                    result = e
+                yield image, result
 
     def _prediction(self, probs: np.ndarray, top: int, cam: np.ndarray | None, gray: np.ndarray,
                     notes: tuple[str, ...] = ()) -> Prediction:

@@ -110,12 +110,17 @@ def run_batch(classifier: Classifier, items: list[Path | InputImageError],
             return f"{source}: cannot write its heatmap {path} ({e.strerror or e})"
 
     def resolve(source: str, outcome) -> tuple[str, dict | str]:
-        if isinstance(outcome, Future):
-            try:
+        try:
+            if isinstance(outcome, Future):
                 outcome = outcome.result()
-            except Exception as e:
-                outcome = e
+            elif isinstance(outcome, Prediction):
+                outcome = outcome.to_record(source)
+        except Exception as e:  # one file must never take the batch down
+            outcome = e
         return source, _outcome(source, outcome)
+
+    def finished(entry) -> bool:
+        return not isinstance(entry[1], Future) or entry[1].done()
 
     try:
         for item, result in classifier.predict_many(items, heatmap=heatmaps is not None):
@@ -123,11 +128,17 @@ def run_batch(classifier: Classifier, items: list[Path | InputImageError],
             if writer and isinstance(result, Prediction):
                 pending.append((source, writer.submit(finish, source, heatmaps.reserve(Path(source)), result)))
             else:
-                pending.append((source, result.to_record(source) if isinstance(result, Prediction) else result))
-            while pending and (len(pending) > MAX_PENDING_HEATMAPS or not isinstance(pending[0][1], Future) or pending[0][1].done()):
+                pending.append((source, result))
+            while pending and (len(pending) > MAX_PENDING_HEATMAPS or finished(pending[0])):
                 yield resolve(*pending.popleft())
         while pending:
             yield resolve(*pending.popleft())
+    except KeyboardInterrupt:  # finish the heatmaps of what was already inferred (a few), hand those over, stop
+        if writer:
+            writer.shutdown(wait=True)
+        while pending:
+            yield resolve(*pending.popleft())
+        raise
     finally:
         if writer:
             writer.shutdown(wait=True, cancel_futures=True)

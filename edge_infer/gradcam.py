@@ -108,6 +108,8 @@ def overlay(gray: np.ndarray, cam: np.ndarray, opacity: float = 0.5) -> np.ndarr
     The map is quantised to 256 levels and blended through per-level tables: a few times faster
     than blending in float per pixel, and no visible difference.
     """
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must be in [0, 1], got {opacity}")
     level = np.rint(np.clip(cam, 0.0, 1.0) * 255.0).astype(np.uint8)
     alpha = np.linspace(0.0, opacity, 256, dtype=np.float32)
     keep = (1.0 - alpha)[level][..., None]

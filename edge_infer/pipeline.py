@@ -27,7 +27,7 @@ def prefetched(fn: Callable[[T], R], items: Iterable[T], depth: int = DEFAULT_DE
 
     ``depth=0`` runs ``fn`` in line, in the caller's thread (no thread is started). Items are read
     from ``items`` lazily. Closing the generator early (or an exception in the caller) cancels the
-    work not yet started.
+    work not yet started and waits for the one item in progress, so no thread outlives the batch.
     """
     if depth <= 0:
         for item in items:
@@ -46,7 +46,7 @@ def prefetched(fn: Callable[[T], R], items: Iterable[T], depth: int = DEFAULT_DE
             done, future = pending.popleft()
             yield done, future.result()
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _call(fn: Callable[[T], R], item: T) -> R | Exception:

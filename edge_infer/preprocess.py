@@ -119,7 +119,9 @@ def load_image(path: str | Path) -> tuple[np.ndarray, list[str]]:
 
 
 _WARNINGS_LOCK = threading.Lock()
-"""``warnings.catch_warnings`` swaps process-wide state; training decodes from several threads."""
+"""``warnings.catch_warnings`` swaps process-wide state; training decodes from several threads,
+and batches decode in a background thread. The lock orders decodes among themselves; a side
+effect is that, while a file decodes, a ``UserWarning`` raised in another thread is not shown."""
 
 
 def _read_with_pillow(p: Path, head: bytes) -> np.ndarray:

@@ -8,6 +8,7 @@ sensitivity/specificity at the manifest's operating threshold.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import time
@@ -64,19 +65,20 @@ def evaluate(
                              f"the model {m.name} has {m.classes}")
         labels, probs, predictions, failed = [], [], [], []
         batch = clf.predict_many(ds.paths, heatmap=False)  # decodes ahead; results in input order
-        for i, ((path, pred), label) in enumerate(zip(batch, ds.labels)):
-            error = None
-            if isinstance(pred, Exception):  # one file never stops the evaluation
-                message = str(pred) if isinstance(pred, KneeOAError) else f"{path}: unexpected {type(pred).__name__}: {pred}"
-                error = " ".join(message.split())
-                failed.append({"input": str(path), "error": error})
-            else:
-                labels.append(int(label))
-                probs.append([pred.probabilities[c] for c in m.classes])
-                predictions.append({"input": str(path), "true": m.classes[label], "predicted": m.classes[pred.class_index],
-                                    "oa_probability": pred.oa_probability, "probabilities": pred.probabilities})
-            if on_result:
-                on_result(i + 1, len(ds.paths), path, error)
+        with contextlib.closing(batch):  # Ctrl-C or a failing callback stops the decoding thread too
+            for i, ((path, pred), label) in enumerate(zip(batch, ds.labels)):
+                error = None
+                if isinstance(pred, Exception):  # one file never stops the evaluation
+                    message = str(pred) if isinstance(pred, KneeOAError) else f"{path}: unexpected {type(pred).__name__}: {pred}"
+                    error = " ".join(message.split())
+                    failed.append({"input": str(path), "error": error})
+                else:
+                    labels.append(int(label))
+                    probs.append([pred.probabilities[c] for c in m.classes])
+                    predictions.append({"input": str(path), "true": m.classes[label], "predicted": m.classes[pred.class_index],
+                                        "oa_probability": pred.oa_probability, "probabilities": pred.probabilities})
+                if on_result:
+                    on_result(i + 1, len(ds.paths), path, error)
         fmt = clf.format
     y = np.asarray(labels, np.int64)
     p = np.asarray(probs, np.float64).reshape(len(labels), len(m.classes))

@@ -7,6 +7,7 @@ import json
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from PIL import Image
 from edge_infer.classifier import Classifier
 from edge_infer.cli import main as edge_infer
 from edge_infer.errors import InputImageError
+from edge_infer.gradcam import overlay
 from edge_infer.pipeline import prefetched
 
 
@@ -40,21 +42,30 @@ def test_prefetched_keeps_order_and_puts_errors_in_place(depth):
 def test_prefetched_runs_ahead_in_another_thread_and_stops_with_the_caller():
     started: list[int] = []
     threads: set[str] = set()
+    release = threading.Event()
 
     def work(n):
         started.append(n)
         threads.add(threading.current_thread().name)
+        if n >= 1:
+            release.wait(5)  # item 1 stays in progress, items 2 and 3 stay queued behind it
         return n
 
-    gen = prefetched(work, range(1000), depth=2)
+    gen = prefetched(work, range(1000), depth=3)
     assert next(gen) == (0, 0)
-    time.sleep(0.05)
-    assert started[:3] == [0, 1, 2] and len(started) <= 4  # a bounded look-ahead, not the whole batch
-    gen.close()
-    time.sleep(0.05)
-    assert len(started) <= 4  # nothing more is started once the caller has stopped
-    assert threads == {t for t in threads if t.startswith("edge-infer-prefetch")}
-    assert list(prefetched(work, [7], depth=0)) == [(7, 7)]
+    deadline = time.monotonic() + 5
+    while len(started) < 2 and time.monotonic() < deadline:  # the worker picks up item 1 and blocks in it
+        time.sleep(0.01)
+    closer = threading.Thread(target=gen.close)
+    closer.start()  # close() cancels what is queued, then waits for item 1
+    time.sleep(0.2)
+    release.set()
+    closer.join(5)
+    assert not closer.is_alive()
+    assert started == [0, 1]  # queued items never ran once the caller stopped
+    assert all(t.startswith("edge-infer-prefetch") for t in threads)
+    assert not any(t.name.startswith("edge-infer-prefetch") for t in threading.enumerate())  # no thread outlives it
+    assert list(prefetched(work, [0], depth=0)) == [(0, 0)]
     assert threading.current_thread().name in threads  # depth 0 works in line
 
 
@@ -107,8 +118,32 @@ def test_batch_heatmaps_match_inputs_and_a_failed_write_fails_only_its_file(mode
         for r in records:
             if "error" in r:
                 continue
-            assert r["heatmap"] == str(out / (r["input"].rsplit("/", 1)[1][:-4] + "_gradcam.png"))
-            assert r["probabilities"] == clf.predict(r["input"]).to_record(r["input"])["probabilities"]
-            with Image.open(r["heatmap"]) as im, Image.open(r["input"]) as source:
-                assert im.size == source.size and im.mode == "RGB"
+            source = Path(r["input"])
+            assert r["heatmap"] == str(out / f"{source.stem}_gradcam.png")
+            single = clf.predict(source)
+            assert r["probabilities"] == single.to_record(r["input"])["probabilities"]
+            with Image.open(r["heatmap"]) as im:  # this knee's own overlay, pixel for pixel
+                np.testing.assert_array_equal(np.asarray(im), overlay(single.image, single.cam))
     shutil.rmtree(out)
+
+
+class _CtrlC:
+    """An input whose reading is interrupted, as Ctrl-C would interrupt it."""
+
+    def __array__(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+
+@pytest.mark.slow
+def test_ctrl_c_hands_over_every_finished_result_with_its_heatmap(model_dir, knee_png, tmp_path):
+    from edge_infer.cli import HeatmapWriter, run_batch
+
+    items = [knee_png] * 3 + [_CtrlC(), knee_png]
+    got = []
+    with Classifier(model_dir) as clf, pytest.raises(KeyboardInterrupt):
+        for source, outcome in run_batch(clf, items, HeatmapWriter(tmp_path / "maps")):
+            got.append(outcome)
+    assert len(got) == 3 and all(isinstance(r, dict) for r in got)
+    assert [Path(r["heatmap"]).name for r in got] == ["knee_gradcam.png", "knee_2_gradcam.png", "knee_3_gradcam.png"]
+    assert all(Path(r["heatmap"]).is_file() for r in got)
+    assert not any(t.name.startswith("edge-infer-") for t in threading.enumerate())
