@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .errors import InputImageError, KneeOAError
+from .errors import InputImageError, KneeOAError, failure_message
 from .formats import FORMAT_NAMES
 from .preprocess import IMAGE_SUFFIXES, is_image_file
 from .output import OUTPUT_SUFFIXES, ResultFile
@@ -146,11 +146,7 @@ def run_batch(classifier: Classifier, items: list[Path | InputImageError],
 
 def _outcome(source: str, result) -> dict | str:
     """A record, or the one-line message for a failure."""
-    if isinstance(result, (dict, str)):
-        return result
-    if isinstance(result, KneeOAError):
-        return str(result)
-    return f"{source}: unexpected {type(result).__name__}: {result}"
+    return result if isinstance(result, (dict, str)) else failure_message(source, result)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -32,3 +32,10 @@ class ModelContractError(ManifestError):
 
 class RuntimeUnavailableError(KneeOAError):
     """The inference engine a format needs is not installed."""
+
+
+def failure_message(source: str | Path, error: BaseException) -> str:
+    """One line for an input that failed: the project's own errors as they are (they name the
+    file), anything else as unexpected, with the input named."""
+    message = str(error) if isinstance(error, KneeOAError) else f"{source}: unexpected {type(error).__name__}: {error}"
+    return " ".join(message.split())

@@ -2,8 +2,9 @@
 ahead of the caller, results come back in input order.
 
 Decoding a PNG and resizing it take about 1.3 ms per knee here, against 5–13 ms for the network;
-done in line they would add 10–25% to every knee of a batch. Pillow's decoders, its resize and
-the runtimes' invoke all release the GIL, so one extra thread is enough to hide that work.
+done in line they would add 10–25% to every knee of a batch. The runtimes' invoke releases the
+GIL, and so does most of Pillow's decoding: with one inference thread, a batch then runs at about
+the speed of the bare invoke (``kneeoa bench``, ``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations

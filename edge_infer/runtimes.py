@@ -30,7 +30,8 @@ ORT_SESSION_CONFIG = {"session.force_spinning_stop": "1"}
 """onnxruntime's idle workers spin, to bridge the gaps between operators inside a run; by default
 they go on spinning after the run returns, holding a core the thread decoding the next knee needs.
 This stops them when the run ends (spinning resumes with the next run). Measured on 2 cores, 2
-threads, onnx-int8 at 128 px, one process per setting, 25 interleaved rounds of 32 knees each:
+threads, onnx-int8 at 128 px, one process per setting, 25 rounds of 32 knees alternating raw
+invokes and a decode-ahead batch, as ``kneeoa bench`` measures them:
 batch per knee against the raw invoke 1.27–1.31× by default, 1.18–1.23× with this, the raw invoke
 unchanged (5.2–6.2 ms in both). ``allow_spinning 0`` gave 1.07–1.09× but made the invoke 20% slower."""
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_infer.classifier import Classifier
-from edge_infer.errors import KneeOAError
+from edge_infer.errors import failure_message
 from edge_infer.metrics import classification_summary, json_safe, roc_curve, screening_at_threshold
 from train.data import scan_class_folders
 
@@ -69,8 +69,7 @@ def evaluate(
             for i, ((path, pred), label) in enumerate(zip(batch, ds.labels)):
                 error = None
                 if isinstance(pred, Exception):  # one file never stops the evaluation
-                    message = str(pred) if isinstance(pred, KneeOAError) else f"{path}: unexpected {type(pred).__name__}: {pred}"
-                    error = " ".join(message.split())
+                    error = failure_message(path, pred)
                     failed.append({"input": str(path), "error": error})
                 else:
                     labels.append(int(label))
