@@ -104,7 +104,7 @@ def measure_format(model_dir: str, fmt: str, threads: int, images: list[str], mi
     clf = Classifier(model_dir, format=fmt, threads=threads)
     load_s = time.perf_counter() - t
     spec = clf.manifest.preprocess
-    x = to_model_input(prepare_gray(load_grayscale(images[0]), spec.size)[0], spec)
+    x = to_model_input(prepare_gray(load_grayscale(images[0]), spec)[0], spec)
     t = time.perf_counter()
     clf.runtime.run(x)
     first_s = time.perf_counter() - t

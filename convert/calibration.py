@@ -37,7 +37,7 @@ def draw_sample(folder: str | Path, n: int, spec: PreprocessSpec, seed: int = 0)
     """
     ds = scan_class_folders(folder)
     order = balanced_order(ds.labels, n, seed=seed)
-    images, ok = load_images([ds.paths[i] for i in order], spec.size)
+    images, ok = load_images([ds.paths[i] for i in order], spec)
     if len(ok) == 0:
         raise ValueError(f"{folder}: none of the {len(order)} drawn images could be read")
     labels = ds.labels[order][ok]

@@ -152,7 +152,7 @@ class Classifier:
             InputImageError: the file or array is not a usable knee image.
         """
         gray, notes = load_image(image) if isinstance(image, (str, Path)) else (_array_to_gray(image), [])
-        small, pad = prepare_gray(gray, self.manifest.preprocess.size)
+        small, pad = prepare_gray(gray, self.manifest.preprocess)
         return PreparedImage(gray, to_model_input(small, self.manifest.preprocess), pad, tuple(notes))
 
     def infer(self, prepared: PreparedImage, heatmap: bool = True) -> Prediction:

@@ -5,10 +5,13 @@ learned is exactly what it sees on the device. The pipeline is:
 
 1. :func:`load_image` / :func:`load_grayscale`: any supported file (DICOM included) → 2-D
    ``uint8`` array at its own resolution.
-2. :func:`pad_to_square`: centre the image on a black square (no anatomy is cropped, no aspect
+2. :func:`standardize_intensity`: the manifest's intensity contract (v2 models: the image's own
+   0.5–99.5 percentile range stretched to 0..255), so a knee gets the same input whether it was
+   stored as an 8-bit PNG, a 16-bit PNG or a 12-bit DICOM, with or without a window.
+3. :func:`pad_to_square`: centre the image on a black square (no anatomy is cropped, no aspect
    distortion); :class:`SquarePadding` records where the original sits, so a heatmap maps back.
-3. :func:`resize_square`: bilinear (antialiased) resize to the model's input size.
-4. :func:`to_model_input`: ``uint8`` → ``float32`` in the manifest's value range, grey replicated
+4. :func:`resize_square`: bilinear (antialiased) resize to the model's input size.
+5. :func:`to_model_input`: ``uint8`` → ``float32`` in the manifest's value range, grey replicated
    to the model's channels.
 """
 
@@ -29,6 +32,10 @@ from .errors import InputImageError
 MIN_SIDE = 32
 """Smallest side, in pixels, that can still hold a knee joint."""
 
+INTENSITY_MODES = ("stored", "percentile")
+"""``stored``: grey levels used as decoded (models before v2). ``percentile``: the image's own
+low/high percentiles are stretched to 0 and 255 before anything else."""
+
 
 @dataclass(frozen=True)
 class PreprocessSpec:
@@ -38,15 +45,34 @@ class PreprocessSpec:
         size: Square input side in pixels.
         channels: Channels the model takes (the grey image is replicated).
         value_range: ``(low, high)`` that pixel values 0 and 255 map to.
+        intensity: One of :data:`INTENSITY_MODES`.
+        percentiles: The ``(low, high)`` percentiles that ``percentile`` maps to 0 and 255.
     """
 
     size: int
     channels: int = 3
     value_range: tuple[float, float] = (-1.0, 1.0)
+    intensity: str = "stored"
+    percentiles: tuple[float, float] = (0.5, 99.5)
+
+    def __post_init__(self) -> None:
+        if self.intensity not in INTENSITY_MODES:
+            raise ValueError(f"intensity must be one of {', '.join(INTENSITY_MODES)}, got {self.intensity!r}")
+        lo, hi = self.percentiles
+        if not 0.0 <= lo < hi <= 100.0:
+            raise ValueError(f"intensity percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
+
+    def intensity_dict(self) -> dict:
+        if self.intensity == "stored":
+            return {"method": "stored"}
+        lo, hi = self.percentiles
+        return {"method": "percentile", "low": lo, "high": hi,
+                "description": f"the image's {lo:g} and {hi:g} percentiles stretched to 0 and 255, before padding"}
 
     def to_dict(self) -> dict:
         return {
             "size": self.size,
+            "intensity": self.intensity_dict(),
             "channels": self.channels,
             "value_range": list(self.value_range),
             "color": "grayscale, replicated to every channel",
@@ -58,7 +84,11 @@ class PreprocessSpec:
     @classmethod
     def from_dict(cls, d: dict) -> PreprocessSpec:
         lo, hi = d.get("value_range", (-1.0, 1.0))
-        return cls(size=int(d["size"]), channels=int(d.get("channels", 3)), value_range=(float(lo), float(hi)))
+        intensity = d.get("intensity") or {"method": "stored"}
+        method = intensity.get("method", "stored")
+        percentiles = (float(intensity.get("low", 0.5)), float(intensity.get("high", 99.5)))
+        return cls(size=int(d["size"]), channels=int(d.get("channels", 3)), value_range=(float(lo), float(hi)),
+                   intensity=method, percentiles=percentiles)
 
 
 @dataclass(frozen=True)
@@ -189,6 +219,28 @@ def pil_to_gray(im: Image.Image, significant_bits: int | None = None) -> np.ndar
     return np.asarray(im.convert("L"), dtype=np.uint8).copy()
 
 
+def standardize_intensity(gray: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Apply the manifest's intensity contract to a 2-D ``uint8`` image.
+
+    ``percentile``: grey level ``lo`` (the lowest level at or below which ``low`` % of the pixels
+    lie) maps to 0 and ``hi`` to 255, linearly, clipped. Computed from a histogram, so it costs
+    one pass over the image. A constant image is returned as it is.
+    """
+    if spec.intensity == "stored":
+        return gray
+    counts = np.bincount(gray.ravel(), minlength=256)
+    cdf = np.cumsum(counts)
+    n = cdf[-1]
+    lo_pct, hi_pct = spec.percentiles
+    lo = int(np.searchsorted(cdf, n * lo_pct / 100.0, side="left"))
+    hi = int(np.searchsorted(cdf, n * hi_pct / 100.0, side="left"))
+    if hi <= lo:
+        return gray
+    levels = np.arange(256, dtype=np.float64)
+    lut = np.clip(np.rint((levels - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+    return lut[gray]
+
+
 def pad_to_square(gray: np.ndarray) -> tuple[np.ndarray, SquarePadding]:
     """Centre a 2-D image on a black square; returns the square and where the image sits."""
     h, w = gray.shape
@@ -208,8 +260,11 @@ def resize_square(square: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(square).resize((size, size), Image.Resampling.BILINEAR))
 
 
-def prepare_gray(gray: np.ndarray, size: int) -> tuple[np.ndarray, SquarePadding]:
-    """Pad and resize a grayscale image to the model's square input size (still ``uint8``)."""
+def prepare_gray(gray: np.ndarray, size: int | PreprocessSpec) -> tuple[np.ndarray, SquarePadding]:
+    """Standardise intensity (when given a spec), pad and resize a grayscale image to the
+    model's square input size (still ``uint8``)."""
+    if isinstance(size, PreprocessSpec):
+        gray, size = standardize_intensity(gray, size), size.size
     square, pad = pad_to_square(gray)
     return resize_square(square, size), pad
 

@@ -12,7 +12,7 @@ import click
 
 from edge_infer.formats import FORMAT_NAMES
 from edge_infer.errors import KneeOAError
-from train.config import CLASS_WEIGHT_MODES, HEAD_LAYERS, LOSSES, SELECT_METRICS
+from train.config import CLASS_WEIGHT_MODES, HEAD_LAYERS, INTENSITIES, LOSSES, PRECISIONS, SELECT_METRICS
 
 
 def _quiet_tensorflow() -> None:
@@ -51,6 +51,8 @@ def main(verbose: bool) -> None:
 @click.option("--sord-alpha", type=float, help="SORD target sharpness: mass ∝ exp(-alpha·Δgrade²) [default: 2].")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False), help="Start from a trained .keras model of the same architecture (any input size).")
 @click.option("--jit/--no-jit", "jit_compile", default=None, help="XLA-compile the training step [default: off].")
+@click.option("--precision", type=click.Choice(PRECISIONS), help="auto: bfloat16 mixed precision on CPUs with AMX, float32 elsewhere [default: auto].")
+@click.option("--intensity", type=click.Choice(INTENSITIES), help="percentile: stretch each image's 0.5-99.5 percentile range (v2 contract); stored: as decoded [default: percentile].")
 @click.option("--class-weight", type=click.Choice(CLASS_WEIGHT_MODES), help="[default: sqrt]")
 @click.option("--rotation-deg", type=float, help="Augmentation: max rotation [default: 10].")
 @click.option("--zoom", type=float, help="Augmentation: zoom fraction [default: 0.15].")

@@ -14,7 +14,7 @@ import numpy as np
 
 from edge_infer.errors import InputImageError
 from edge_infer.labels import classes_from_folders
-from edge_infer.preprocess import IMAGE_SUFFIXES, is_image_file, load_grayscale, prepare_gray
+from edge_infer.preprocess import IMAGE_SUFFIXES, PreprocessSpec, is_image_file, load_grayscale, prepare_gray
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,13 @@ def balanced_order(labels: np.ndarray, n: int | None, seed: int = 0) -> np.ndarr
     return rng.permutation(np.asarray(picked, np.int64))
 
 
-def load_images(paths: list[Path], size: int, workers: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def load_images(paths: list[Path], spec: PreprocessSpec | int, workers: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """Load and prepare images as ``(n, size, size)`` ``uint8``; unreadable files are skipped.
+
+    Args:
+        paths: Image files.
+        spec: The preprocessing contract (intensity, then padding and size); a plain size
+            skips the intensity step.
 
     Returns:
         The images and the indices (into ``paths``) that loaded.
@@ -101,7 +106,7 @@ def load_images(paths: list[Path], size: int, workers: int = 4) -> tuple[np.ndar
 
     def one(p: Path) -> np.ndarray | None:
         try:
-            return prepare_gray(load_grayscale(p), size)[0]
+            return prepare_gray(load_grayscale(p), spec)[0]
         except InputImageError as e:
             log.warning("skipped %s", e)
             return None
@@ -109,6 +114,7 @@ def load_images(paths: list[Path], size: int, workers: int = 4) -> tuple[np.ndar
     with ThreadPoolExecutor(workers) as pool:
         images = list(pool.map(one, paths))
     ok = np.asarray([i for i, im in enumerate(images) if im is not None], np.int64)
+    size = spec.size if isinstance(spec, PreprocessSpec) else spec
     stack = np.stack([images[i] for i in ok]) if len(ok) else np.zeros((0, size, size), np.uint8)
     return stack, ok
 

@@ -69,7 +69,7 @@ def build_model(
         x = keras.layers.Dense(hidden_units, activation="relu", name=HIDDEN_LAYER)(x)
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
-    logits = keras.layers.Dense(n_classes, name=LOGITS_LAYER)(x)
+    logits = keras.layers.Dense(n_classes, name=LOGITS_LAYER, dtype="float32")(x)  # float32 under mixed precision
     probs = keras.layers.Activation("softmax", name=PROBS_LAYER, dtype="float32")(logits)
     return keras.Model(inputs, probs, name=f"inceptionv3_{head_layer}_{input_size}")
 

@@ -24,6 +24,7 @@ from edge_infer.preprocess import PreprocessSpec, to_model_input
 from .config import TrainConfig
 from .data import FolderDataset, class_weights, load_images, scan_class_folders
 from .model import build_model
+from .precision import keras_policy, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ CONFIG_FILE = "config.json"
 
 def _load_split(ds: FolderDataset, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
     t0 = time.perf_counter()
-    images, ok = load_images(ds.paths, spec.size)
+    images, ok = load_images(ds.paths, spec)
     log.info("loaded %d/%d images from %s in %.1f s", len(ok), len(ds), ds.root, time.perf_counter() - t0)
     return to_model_input(images, spec, channels=1), ds.labels[ok]
 
@@ -90,9 +91,10 @@ def _dataset(x, y, sample_w, targets: np.ndarray, cfg: TrainConfig, training: bo
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def validation_checkpoint(x_val, y_val, out_dir: Path, positive: list[int] | None, metric: str):
+def validation_checkpoint(x_val, y_val, out_dir: Path, positive: list[int] | None, metric: str, save=None):
     """A Keras callback: validation figures each epoch, best model saved, best score kept on disk
-    (so a resumed run does not overwrite a better checkpoint with a worse one)."""
+    (so a resumed run does not overwrite a better checkpoint with a worse one). ``save(model, path)``
+    writes the checkpoint (default: ``model.save``)."""
     import keras
 
     class ValidationCheckpoint(keras.callbacks.Callback):
@@ -117,7 +119,7 @@ def validation_checkpoint(x_val, y_val, out_dir: Path, positive: list[int] | Non
             improved = bool(not np.isfinite(self.best) or score > self.best)
             if improved:
                 self.best = score
-                self.model.save(out_dir / MODEL_FILE)
+                (save or (lambda m, p: m.save(p)))(self.model, out_dir / MODEL_FILE)
                 self.best_file.write_text(json.dumps({metric: score, "epoch": epoch + 1, "val": summary}, indent=2))
             log.info(
                 "epoch %d: val accuracy %.3f, kappa %.3f, AUC(OA) %s%s",
@@ -143,10 +145,42 @@ def train(cfg: TrainConfig) -> Path:
     keras.utils.set_random_seed(cfg.seed)
     train_ds = scan_class_folders(cfg.train_dir)
     val_ds = scan_class_folders(cfg.val_dir, folders=train_ds.folders)
-    spec = PreprocessSpec(size=cfg.input_size)
+    spec = PreprocessSpec(size=cfg.input_size, intensity=cfg.intensity)
     screening = screening_for(train_ds.classes, train_ds.kl_grades)
     positive = positive_indices(train_ds.classes, screening)
-    _write_config(out, cfg, train_ds, val_ds, spec, screening)
+    precision = resolve_precision(cfg.precision)
+    log.info("precision: %s (asked: %s)", precision, cfg.precision)
+    _write_config(out, cfg, train_ds, val_ds, spec, screening, precision)
+    try:
+        keras.mixed_precision.set_global_policy(keras_policy(precision))
+        return _fit(cfg, out, train_ds, val_ds, spec, positive)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def _save_float32(cfg: TrainConfig, n_classes: int):
+    """Checkpoints are always float32 models, whatever precision trained them, so conversion,
+    ``--init-from`` and the Keras baseline never meet a bfloat16 graph."""
+    import keras
+
+    def save(model, path: Path) -> None:
+        if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+            model.save(path)
+            return
+        policy = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy("float32")
+        try:
+            clone = build_model(n_classes, cfg.input_size, cfg.head_layer, "none", cfg.hidden_units, cfg.dropout)
+            clone.set_weights(model.get_weights())
+            clone.save(path)
+        finally:
+            keras.mixed_precision.set_global_policy(policy)
+
+    return save
+
+
+def _fit(cfg: TrainConfig, out: Path, train_ds: FolderDataset, val_ds: FolderDataset, spec, positive) -> Path:
+    import keras
 
     x_tr, y_tr = _load_split(train_ds, spec)
     x_va, y_va = _load_split(val_ds, spec)
@@ -166,7 +200,7 @@ def train(cfg: TrainConfig) -> Path:
     )
     callbacks = [
         keras.callbacks.BackupAndRestore(str(out / "backup")),
-        validation_checkpoint(x_va, y_va, out, positive, cfg.select_metric),
+        validation_checkpoint(x_va, y_va, out, positive, cfg.select_metric, save=_save_float32(cfg, n)),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
     ]
     train_data = _dataset(x_tr, y_tr, cw[y_tr], targets, cfg, training=True)
@@ -224,9 +258,10 @@ def _check_run_dir(out: Path, cfg: TrainConfig) -> None:
         raise FileExistsError(f"{out}: this run already finished ({MODEL_FILE}); choose another --out to train again")
 
 
-def _write_config(out: Path, cfg, train_ds: FolderDataset, val_ds: FolderDataset, spec, screening) -> None:
+def _write_config(out: Path, cfg, train_ds: FolderDataset, val_ds: FolderDataset, spec, screening, precision) -> None:
     config = {
         "train": cfg.to_dict(),
+        "precision": precision,
         "folders": train_ds.folders,
         "classes": train_ds.classes,
         "kl_grades": train_ds.kl_grades,
