@@ -3,19 +3,38 @@
 >>> from edge_infer import Classifier
 >>> result = Classifier().predict("knee.png")
 >>> result.kl_grade, result.label, result.oa_probability
+
+Names are imported on first use, so ``import edge_infer.cli`` (or ``edge_infer.errors``) does not
+load numpy, Pillow or a runtime before they are needed.
 """
 
-from .classifier import Classifier, Prediction, default_model_dir
-from .errors import InputImageError, KneeOAError, ManifestError, ModelContractError, RuntimeUnavailableError
+from __future__ import annotations
 
-__all__ = [
-    "Classifier",
-    "Prediction",
-    "default_model_dir",
-    "KneeOAError",
-    "InputImageError",
-    "ManifestError",
-    "ModelContractError",
-    "RuntimeUnavailableError",
-]
+import importlib
+
+_EXPORTS = {
+    "Classifier": "classifier",
+    "Prediction": "classifier",
+    "default_model_dir": "classifier",
+    "BatchResult": "batch",
+    "Screening": "screening",
+    "KneeOAError": "errors",
+    "InputImageError": "errors",
+    "ManifestError": "errors",
+    "ModelContractError": "errors",
+    "RuntimeUnavailableError": "errors",
+    "DatasetError": "errors",
+    "ConfigError": "errors",
+}
+__all__ = list(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

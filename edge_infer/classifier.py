@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -17,9 +17,12 @@ from .errors import InputImageError, RuntimeUnavailableError
 from .formats import FORMATS, Engine
 from .gradcam import cam_to_image, gradcam_from_features
 from .manifest import Manifest, load_manifest
-from .pipeline import DEFAULT_DEPTH, prefetched
+from .pipeline import DEFAULT_DEPTH
 from .preprocess import MIN_SIDE, SquarePadding, load_image, pil_to_gray, prepare_gray, to_model_input
 from .runtimes import INSTALL_HINTS, Runtime, engine_available, open_runtime
+
+if TYPE_CHECKING:
+    from .batch import BatchResult
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +110,13 @@ class Classifier:
         RuntimeUnavailableError: the format's engine is not installed (names the extra).
     """
 
-    def __init__(self, model_dir: str | Path | None = None, format: str | None = None,
-                 threads: int | None = None, verbose: bool = False):
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        format: str | None = None,
+        threads: int | None = None,
+        verbose: bool = False,
+    ):
         self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
         self.manifest: Manifest = load_manifest(self.model_dir)
         self.format = format or self._pick_format()
@@ -137,7 +145,12 @@ class Classifier:
             return m.default_format
         for name, art in m.artifacts.items():
             if engine_available(art.format.engine):
-                log.info("%s needs %s, which is not installed; using %s", m.default_format, FORMATS[m.default_format].engine.value, name)
+                log.info(
+                    "%s needs %s, which is not installed; using %s",
+                    m.default_format,
+                    FORMATS[m.default_format].engine.value,
+                    name,
+                )
                 return name
         raise RuntimeUnavailableError(
             f"{self.model_dir}: no installed engine runs its formats ({', '.join(m.artifacts)}); "
@@ -158,11 +171,11 @@ class Classifier:
     def infer(self, prepared: PreparedImage, heatmap: bool = True) -> Prediction:
         """Run the network on an image from :meth:`prepare`; ``heatmap`` also computes Grad-CAM."""
         out = self._runtime.run(prepared.x)
-        probs = out["probabilities"][0].astype(np.float64)
-        # Full-int8 softmax outputs come in steps of 1/256 and need not sum to exactly 1.
-        probs = probs / probs.sum() if probs.sum() > 0 else np.full_like(probs, 1.0 / len(probs))
+        probs = device_probabilities(out["probabilities"][0])
         top = int(probs.argmax())
-        cam = cam_to_image(gradcam_from_features(out["features"][0], self._head, top), prepared.pad) if heatmap else None
+        cam = (
+            cam_to_image(gradcam_from_features(out["features"][0], self._head, top), prepared.pad) if heatmap else None
+        )
         return self._prediction(probs, top, cam, prepared.gray, prepared.notes)
 
     def predict(self, image: str | Path | np.ndarray, heatmap: bool = True) -> Prediction:
@@ -177,9 +190,11 @@ class Classifier:
         """
         return self.infer(self.prepare(image), heatmap)
 
-    def predict_many(self, images: Iterable, heatmap: bool = True,
-                     prefetch: int = DEFAULT_DEPTH) -> Iterator[tuple[object, Prediction | Exception]]:
-        """Classify a batch, decoding the next images in a background thread while the network runs.
+    def predict_many(
+        self, images: Iterable, heatmap: bool = True, prefetch: int = DEFAULT_DEPTH
+    ) -> Iterator[BatchResult]:
+        """Classify a batch, decoding the next images in a background thread while the network runs
+        (the batch engine, :func:`edge_infer.batch.run_batch`).
 
         Args:
             images: Paths or arrays, read lazily. An :class:`InputImageError` among them (a caller's
@@ -188,33 +203,26 @@ class Classifier:
             prefetch: Images prepared ahead; 0 decodes in line.
 
         Yields:
-            ``(image, result)`` in input order; ``result`` is a :class:`Prediction`, or the exception
-            that image raised (:class:`InputImageError` for a bad file), so the batch goes on.
+            One :class:`~edge_infer.batch.BatchResult` per image, in input order: its
+            ``prediction``, or its ``error`` (one line) and ``exception``, so the batch goes on.
         """
-        with contextlib.closing(prefetched(_prepare_or_raise(self.prepare), images, prefetch)) as ready:
-            for image, prepared in ready:
-                if isinstance(prepared, Exception):
-                    yield image, prepared
-                    continue
-                try:
-                    result: Prediction | Exception = self.infer(prepared, heatmap)
-                except Exception as e:  # one image must never take the batch down
-                    result = e
-                yield image, result
+        from .batch import run_batch
 
-    def _prediction(self, probs: np.ndarray, top: int, cam: np.ndarray | None, gray: np.ndarray,
-                    notes: tuple[str, ...] = ()) -> Prediction:
+        yield from run_batch(self, images, heatmap=heatmap, prefetch=prefetch)
+
+    def _prediction(
+        self, probs: np.ndarray, top: int, cam: np.ndarray | None, gray: np.ndarray, notes: tuple[str, ...] = ()
+    ) -> Prediction:
         m = self.manifest
         oa = None
         label = m.classes[top]
         if m.screening:
-            oa = float(probs[m.positive_indices].sum())
-            s = m.screening
-            label = s["positive_label"] if oa >= s["threshold"] else s["negative_label"]
+            oa = m.screening.score(probs)
+            label = m.screening.label(oa)
         return Prediction(
             label=label,
             kl_grade=m.kl_grades[top] if m.kl_grades is not None else None,
-            probabilities={c: float(p) for c, p in zip(m.classes, probs)},
+            probabilities={c: float(p) for c, p in zip(m.classes, probs, strict=True)},
             oa_probability=oa,
             class_index=top,
             cam=cam,
@@ -232,12 +240,15 @@ class Classifier:
         self.close()
 
 
-def _prepare_or_raise(prepare):
-    def run(image):
-        if isinstance(image, InputImageError):
-            raise image
-        return prepare(image)
-    return run
+def device_probabilities(raw: np.ndarray) -> np.ndarray:
+    """The probabilities the device reports for a model's raw softmax output(s), ``(classes,)`` or
+    ``(n, classes)``: float64, renormalised to sum to 1. Full-int8 softmax outputs come in steps of
+    1/256 and need not sum to exactly 1; an all-zero row becomes uniform. Conversion checks measure
+    these, so the manifest's figures are those of what ``edge-infer`` prints."""
+    p = np.asarray(raw, np.float64)
+    total = p.sum(-1, keepdims=True)
+    uniform = np.full_like(p, 1.0 / p.shape[-1])
+    return np.where(total > 0, p / np.where(total > 0, total, 1.0), uniform)
 
 
 def _array_to_gray(arr: np.ndarray) -> np.ndarray:

@@ -64,10 +64,15 @@ def read_dicom(path: Path, head: bytes = b"") -> tuple[np.ndarray, list[str]]:
     except (ImportError, RuntimeError, NotImplementedError) as e:
         syntax = getattr(ds.file_meta, "TransferSyntaxUID", None) if hasattr(ds, "file_meta") else None
         name = getattr(syntax, "name", "this transfer syntax")
-        raise InputImageError(path, f"cannot decode {name} pixel data ({' '.join(str(e).split())[:160]}); "
-                                    f'pip install "kneeoa[dicom]" adds the decoders') from None
+        raise InputImageError(
+            path,
+            f"cannot decode {name} pixel data ({' '.join(str(e).split())[:160]}); "
+            f'pip install "kneeoa[dicom]" adds the decoders',
+        ) from None
     except Exception as e:  # truncated or inconsistent pixel data
-        raise InputImageError(path, f"DICOM pixel data unreadable ({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
+        raise InputImageError(
+            path, f"DICOM pixel data unreadable ({type(e).__name__}: {' '.join(str(e).split())[:160]})"
+        ) from None
     if frames > 1:
         notes.append(f"multi-frame DICOM: used frame 1 of {frames}")
     if frame.ndim == 3:  # colour (RGB after pydicom's YBR conversion): luminance
@@ -77,8 +82,9 @@ def read_dicom(path: Path, head: bytes = b"") -> tuple[np.ndarray, list[str]]:
     try:
         gray, how = _display_values(np.asarray(frame), ds, pixels)
     except Exception as e:  # malformed LUT or window elements: pydicom raises many types
-        raise InputImageError(path, f"invalid DICOM modality/VOI LUT or window ({type(e).__name__}: "
-                                    f"{' '.join(str(e).split())[:160]})") from None
+        raise InputImageError(
+            path, f"invalid DICOM modality/VOI LUT or window ({type(e).__name__}: {' '.join(str(e).split())[:160]})"
+        ) from None
     if how:
         notes.append(how)
     if photometric == "MONOCHROME1":

@@ -1,7 +1,22 @@
-"""Exception types raised by the edge runtime.
+"""The project's one tree of errors, rooted here on the ground floor.
 
-Every message names the file it is about and the problem, so the CLI can print it
-as one line without a traceback.
+Every message names the file it is about and the problem, so a CLI prints it as one line without
+a traceback. The CLIs catch :class:`KneeOAError` and nothing wider: any other exception is a bug
+and keeps its traceback. The workstation packages add their own branches
+(``kneeoa_train.errors.TrainSetupError``, ``kneeoa_convert.errors.ConvertError``, …).
+
+::
+
+    KneeOAError
+    ├── InputImageError          an input file is not a usable knee image
+    ├── ManifestError            a model directory, manifest or artifact is missing or inconsistent
+    │   └── ModelContractError   a model file's inputs/outputs differ from its manifest
+    ├── RuntimeUnavailableError  the engine a format needs is not installed
+    ├── DatasetError             a labelled folder cannot be used (missing, no classes, wrong classes)
+    ├── ConfigError              an option or config-file value is invalid (also a ValueError)
+    ├── TrainSetupError          (kneeoa_train) a run cannot start as configured
+    └── ConvertError             (kneeoa_convert) a conversion cannot run or its result fails a check
+        └── ParityFloorError
 """
 
 from __future__ import annotations
@@ -32,6 +47,14 @@ class ModelContractError(ManifestError):
 
 class RuntimeUnavailableError(KneeOAError):
     """The inference engine a format needs is not installed."""
+
+
+class DatasetError(KneeOAError):
+    """A labelled folder (one sub-folder per class) is missing, empty, or holds other classes."""
+
+
+class ConfigError(KneeOAError, ValueError):
+    """An option or config-file value is invalid; the message names the file when there is one."""
 
 
 def failure_message(source: str | Path, error: BaseException) -> str:

@@ -59,7 +59,9 @@ FORMATS: dict[str, ModelFormat] = {
             calibrated=True,
         ),
         ModelFormat("tflite-fp32", Engine.LITERT, ".fp32.tflite", "float32", "TFLite converter", "fp32"),
-        ModelFormat("tflite-fp16", Engine.LITERT, ".fp16.tflite", "float16 weights", "TFLite float16 quantization", "fp16"),
+        ModelFormat(
+            "tflite-fp16", Engine.LITERT, ".fp16.tflite", "float16 weights", "TFLite float16 quantization", "fp16"
+        ),
         ModelFormat(
             "tflite-dynamic",
             Engine.LITERT,
@@ -81,4 +83,3 @@ FORMATS: dict[str, ModelFormat] = {
 }
 
 FORMAT_NAMES: tuple[str, ...] = tuple(FORMATS)
-

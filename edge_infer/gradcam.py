@@ -18,8 +18,17 @@ from .preprocess import SquarePadding
 
 # Viridis (perceptually uniform, readable in greyscale print) at nine evenly spaced stops.
 _VIRIDIS = np.array(
-    [[68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33, 144, 141],
-     [39, 173, 129], [92, 200, 99], [170, 220, 50], [253, 231, 37]],
+    [
+        [68, 1, 84],
+        [71, 44, 122],
+        [59, 81, 139],
+        [44, 113, 142],
+        [33, 144, 141],
+        [39, 173, 129],
+        [92, 200, 99],
+        [170, 220, 50],
+        [253, 231, 37],
+    ],
     dtype=np.float32,
 )
 

@@ -1,7 +1,7 @@
 """The class/label map: folder names → classes, KL grades and the screening grouping.
 
 Folders named ``0``..``4`` are Kellgren–Lawrence grades: the classes become ``KL0``..``KL4`` and
-KL ≥ 2 forms the "Osteoarthritis" screening group. Any other folder names are plain classes,
+KL ≥ 2 forms the "Osteoarthritis" screening group (:class:`edge_infer.screening.Screening`). Any other folder names are plain classes,
 used as they are; a class called ``Osteoarthritis`` or ``OA`` (any case) is then the positive group.
 """
 
@@ -23,29 +23,3 @@ def classes_from_folders(folder_names: list[str]) -> tuple[list[str], list[int] 
     if is_kl_folders(names):
         return [f"KL{n}" for n in names], [int(n) for n in names]
     return names, None
-
-
-def positive_indices(classes: list[str], screening: dict | None) -> list[int] | None:
-    """Indices of the screening-positive classes, or ``None`` when there is no screening grouping."""
-    if not screening:
-        return None
-    return [classes.index(c) for c in screening["positive_classes"]]
-
-
-def screening_for(classes: list[str], kl_grades: list[int] | None, threshold: float = 0.5) -> dict | None:
-    """The manifest's screening block: which classes are positive, and the decision threshold."""
-    if kl_grades is not None:
-        positive = [c for c, g in zip(classes, kl_grades) if g >= KL_OA_MIN_GRADE]
-        rule = f"KL >= {KL_OA_MIN_GRADE}"
-    else:
-        positive = [c for c in classes if c.lower() in ("osteoarthritis", "oa")]
-        rule = "class named Osteoarthritis/OA"
-        if not positive:
-            return None
-    return {
-        "negative_label": NEGATIVE_LABEL,
-        "positive_label": POSITIVE_LABEL,
-        "positive_classes": positive,
-        "rule": rule,
-        "threshold": threshold,
-    }

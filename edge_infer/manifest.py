@@ -17,8 +17,8 @@ import numpy as np
 
 from .errors import ManifestError
 from .formats import FORMATS, ModelFormat
-from .labels import positive_indices
 from .preprocess import PreprocessSpec
+from .screening import Screening
 
 MANIFEST_FILE = "manifest.json"
 SCHEMA_VERSION = 1
@@ -52,7 +52,7 @@ class Manifest:
         name: Model name.
         classes: Class names in output order.
         kl_grades: KL grade of each class, or ``None`` for a model that does not grade KL.
-        screening: ``positive_classes``, ``positive_label``, ``negative_label``, ``threshold``; or ``None``.
+        screening: The screening rule, or ``None`` for a model without a screening grouping.
         preprocess: Input size, channels and value range.
         outputs: Role (``probabilities``/``features``) → output name in the model files.
         feature_shape: ``(height, width, channels)`` of the feature map.
@@ -65,7 +65,7 @@ class Manifest:
     name: str
     classes: list[str]
     kl_grades: list[int] | None
-    screening: dict | None
+    screening: Screening | None
     preprocess: PreprocessSpec
     outputs: dict[str, str]
     feature_shape: tuple[int, int, int]
@@ -97,13 +97,15 @@ class Manifest:
             except OSError as e:
                 raise ManifestError(f"{path}: cannot read ({e.strerror})") from None
             if actual != sha256:
-                raise ManifestError(f"{path}: sha256 {actual[:12]}… does not match the manifest's {sha256[:12]}…; "
-                                    "the file is corrupt or was replaced")
+                raise ManifestError(
+                    f"{path}: sha256 {actual[:12]}… does not match the manifest's {sha256[:12]}…; "
+                    "the file is corrupt or was replaced"
+                )
         return path
 
     @property
     def positive_indices(self) -> list[int]:
-        return positive_indices(self.classes, self.screening) or []
+        return list(self.screening.positive_indices) if self.screening else []
 
     def load_head(self) -> dict[str, np.ndarray]:
         """The head's dense weights for numpy Grad-CAM, checked against the manifest's sha256."""
@@ -176,11 +178,7 @@ def _parse(model_dir: Path, data: dict) -> Manifest:
     default = data["default_format"]
     if default not in artifacts:
         raise ValueError(f"default_format {default!r} is not among the artifacts {list(artifacts)}")
-    screening = data.get("screening")
-    if screening:
-        if not set(screening["positive_classes"]) <= set(classes):
-            raise ValueError("screening.positive_classes are not all classes")
-        _require(screening, ("threshold", "positive_label", "negative_label"), "screening")
+    screening = Screening.from_dict(data["screening"], classes) if data.get("screening") else None
     _require(data["gradcam_head"], ("file", "sha256"), "gradcam_head")
     return Manifest(
         model_dir=model_dir,

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from .screening import Screening
 
 
 def json_safe(value):
@@ -67,6 +72,20 @@ def roc_curve(y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.nda
     return (np.r_[0.0, fp / n_neg], np.r_[0.0, tp / n_pos], np.r_[np.inf, s[last_of_tie]])
 
 
+def figure(value, digits: int = 3, scale: float = 1.0, missing: str = "n/a") -> str:
+    """A figure for a table or a card: ``value × scale`` to ``digits`` decimals, or ``missing``
+    for an undefined one (``None``, NaN)."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return missing
+    return f"{value * scale:.{digits}f}"
+
+
+def top1_agreement(a, b) -> float | None:
+    """Share of items on which two sequences of predicted classes agree (``None`` when empty)."""
+    a, b = np.asarray(a), np.asarray(b)
+    return float((a == b).mean()) if len(a) else None
+
+
 def screening_at_threshold(y_true: np.ndarray, score: np.ndarray, threshold: float) -> dict:
     """Sensitivity, specificity and the 2×2 counts when ``score >= threshold`` calls positive."""
     y = np.asarray(y_true, bool)
@@ -87,16 +106,14 @@ def screening_at_threshold(y_true: np.ndarray, score: np.ndarray, threshold: flo
     }
 
 
-def classification_summary(
-    y_true: np.ndarray, probs: np.ndarray, positive_classes: list[int] | None = None
-) -> dict:
+def classification_summary(y_true: np.ndarray, probs: np.ndarray, screening: Screening | None = None) -> dict:
     """Accuracy, balanced accuracy, per-class recall, QWK, MAE and (optionally) screening AUC.
 
     Args:
         y_true: Integer class indices.
         probs: ``(n, n_classes)`` probabilities.
-        positive_classes: Class indices that make up the positive screening group (e.g. KL ≥ 2);
-            when given, ``screening_auc`` is computed from their summed probability.
+        screening: The model's screening rule; when given, ``screening_auc`` is computed from
+            its score (the summed probability of the positive group, e.g. KL ≥ 2).
     """
     y_true = np.asarray(y_true, int)
     probs = np.asarray(probs, np.float64)
@@ -106,7 +123,7 @@ def classification_summary(
     support = cm.sum(1)
     recall = np.where(support > 0, np.diag(cm) / np.maximum(support, 1), np.nan)
     out = {
-        "n": int(len(y_true)),
+        "n": len(y_true),
         "accuracy": float((y_pred == y_true).mean()) if len(y_true) else float("nan"),
         "balanced_accuracy": float(np.nanmean(recall)),
         "quadratic_weighted_kappa": quadratic_weighted_kappa(y_true, y_pred, n_classes),
@@ -114,7 +131,6 @@ def classification_summary(
         "recall_per_class": [None if np.isnan(r) else float(r) for r in recall],
         "confusion_matrix": cm.tolist(),
     }
-    if positive_classes:
-        pos = np.isin(y_true, positive_classes)
-        out["screening_auc"] = roc_auc(pos, probs[:, positive_classes].sum(1))
+    if screening is not None:
+        out["screening_auc"] = roc_auc(np.isin(y_true, screening.positive_indices), screening.score(probs))
     return out

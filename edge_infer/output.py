@@ -28,12 +28,22 @@ class ResultFile:
             raise ValueError(f"{path}: --output must end in {', '.join(OUTPUT_SUFFIXES)}")
         self.path = path
         self.classes = classes
-        self._f = open(path, "w", newline="" if suffix == ".csv" else None, encoding="utf-8")
+        self._f = open(path, "w", newline="" if suffix == ".csv" else None, encoding="utf-8")  # noqa: SIM115 - open for the batch; close()
         self._csv = None
         if suffix == ".csv":
             self._csv = csv.writer(self._f)
-            self._csv.writerow(["input", "error", "kl_grade", "label", "oa_probability",
-                                *(f"p_{c}" for c in classes), "heatmap", "notes"])
+            self._csv.writerow(
+                [
+                    "input",
+                    "error",
+                    "kl_grade",
+                    "label",
+                    "oa_probability",
+                    *(f"p_{c}" for c in classes),
+                    "heatmap",
+                    "notes",
+                ]
+            )
             self._f.flush()
 
     def write(self, record: dict) -> None:
@@ -41,11 +51,18 @@ class ResultFile:
             self._f.write(json.dumps(record) + "\n")
         else:
             probs = record.get("probabilities") or {}
-            self._csv.writerow([
-                record["input"], record.get("error", ""), _cell(record.get("kl_grade")), record.get("label", ""),
-                _cell(record.get("oa_probability")), *(_cell(probs.get(c)) for c in self.classes),
-                record.get("heatmap") or "", "; ".join(record.get("notes") or []),
-            ])
+            self._csv.writerow(
+                [
+                    record["input"],
+                    record.get("error", ""),
+                    _cell(record.get("kl_grade")),
+                    record.get("label", ""),
+                    _cell(record.get("oa_probability")),
+                    *(_cell(probs.get(c)) for c in self.classes),
+                    record.get("heatmap") or "",
+                    "; ".join(record.get("notes") or []),
+                ]
+            )
         self._f.flush()
 
     def close(self) -> None:

@@ -21,7 +21,9 @@ DEFAULT_DEPTH = 2
 """Items prepared ahead: one would do if every file took the same time; two absorbs a slow one."""
 
 
-def prefetched(fn: Callable[[T], R], items: Iterable[T], depth: int = DEFAULT_DEPTH) -> Iterator[tuple[T, R | Exception]]:
+def prefetched(
+    fn: Callable[[T], R], items: Iterable[T], depth: int = DEFAULT_DEPTH
+) -> Iterator[tuple[T, R | Exception]]:
     """Yield ``(item, fn(item))`` in order, computing ``fn`` up to ``depth`` items ahead in one
     background thread. An exception raised by ``fn`` is yielded in place of its result, so one bad
     item never stops the batch; ``KeyboardInterrupt`` and other ``BaseException`` still propagate.

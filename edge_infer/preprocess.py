@@ -17,14 +17,17 @@ learned is exactly what it sees on the device. The pipeline is:
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from .dicom import looks_like_dicom, read_dicom
 from .errors import InputImageError
@@ -66,8 +69,12 @@ class PreprocessSpec:
         if self.intensity == "stored":
             return {"method": "stored"}
         lo, hi = self.percentiles
-        return {"method": "percentile", "low": lo, "high": hi,
-                "description": f"the image's {lo:g} and {hi:g} percentiles stretched to 0 and 255, before padding"}
+        return {
+            "method": "percentile",
+            "low": lo,
+            "high": hi,
+            "description": f"the image's {lo:g} and {hi:g} percentiles stretched to 0 and 255, before padding",
+        }
 
     def to_dict(self) -> dict:
         return {
@@ -87,8 +94,13 @@ class PreprocessSpec:
         intensity = d.get("intensity") or {"method": "stored"}
         method = intensity.get("method", "stored")
         percentiles = (float(intensity.get("low", 0.5)), float(intensity.get("high", 99.5)))
-        return cls(size=int(d["size"]), channels=int(d.get("channels", 3)), value_range=(float(lo), float(hi)),
-                   intensity=method, percentiles=percentiles)
+        return cls(
+            size=int(d["size"]),
+            channels=int(d.get("channels", 3)),
+            value_range=(float(lo), float(hi)),
+            intensity=method,
+            percentiles=percentiles,
+        )
 
 
 @dataclass(frozen=True)
@@ -148,23 +160,53 @@ def load_image(path: str | Path) -> tuple[np.ndarray, list[str]]:
     return gray, notes
 
 
-_WARNINGS_LOCK = threading.Lock()
+_WARNINGS_LOCK = threading.RLock()
 """``warnings.catch_warnings`` swaps process-wide state; training decodes from several threads,
-and batches decode in a background thread. The lock orders decodes among themselves; a side
-effect is that, while a file decodes, a ``UserWarning`` raised in another thread is not shown."""
+and batches decode in a background thread. The lock orders the blocks that need the filters
+(:func:`_pillow_warnings_handled`): header parsing, EXIF parsing, and the whole decode of formats
+whose pixel decode may warn. A side effect is that, inside such a block, a ``UserWarning`` raised
+in another thread is not shown. Re-entrant: the locked decode path nests the EXIF block."""
+
+
+@contextlib.contextmanager
+def _pillow_warnings_handled() -> Iterator[None]:
+    """Silence Pillow's ``UserWarning``s about odd metadata (corrupt EXIF, TIFF tags; it still
+    decodes) and raise its decompression-bomb warning as an error, under :data:`_WARNINGS_LOCK`."""
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
+_QUIET_DECODE_FORMATS = ("PNG", "JPEG", "BMP")
+"""Formats whose pixel decode (``load()``) runs without the warning filters, so decodes run in
+parallel. Read in Pillow 13's source: JPEG's and BMP's ``load()`` neither warn nor check for
+decompression bombs; PNG's runs the chunk handlers of the chunks after the image data (an
+``acTL`` there warns), so a PNG qualifies only when ``IEND`` follows its image data
+(:func:`_png_ends_after_image_data`). The others decode under the lock: TIFF checks its tile size
+for bombs and parses tags while loading; GIF, ICO, ICNS and others check frame sizes."""
+
+_EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+"""EXIF orientation → the transposition that displays the image upright (as ``ImageOps.exif_transpose``)."""
 
 
 def _read_with_pillow(p: Path, head: bytes) -> np.ndarray:
     try:
-        with _WARNINGS_LOCK, warnings.catch_warnings():
-            # Pillow warns about odd metadata (corrupt EXIF, TIFF tags) and still decodes: keep
-            # such noise off the user's terminal. A decompression bomb is an error.
-            warnings.simplefilter("ignore", UserWarning)
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
-                im = ImageOps.exif_transpose(im)
-                high_bit_png = head.startswith(PNG_SIGNATURE) and im.mode.startswith("I")  # only 16-bit grey uses sBIT
-                return pil_to_gray(im, significant_bits=_png_significant_bits(p) if high_bit_png else None)
+        with _pillow_warnings_handled():
+            im = Image.open(p)  # header only: format, size and the decompression-bomb check
+        with im:
+            if im.format in _QUIET_DECODE_FORMATS and (im.format != "PNG" or _png_ends_after_image_data(p)):
+                return _decode(im, p, head)
+            with _pillow_warnings_handled():
+                return _decode(im, p, head)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise InputImageError(p, f"image too large ({e})") from None
     except UnidentifiedImageError:
@@ -173,25 +215,62 @@ def _read_with_pillow(p: Path, head: bytes) -> np.ndarray:
         raise InputImageError(p, f"unreadable or truncated image ({e})") from None
 
 
+def _decode(im: Image.Image, p: Path, head: bytes) -> np.ndarray:
+    """Decode an opened image to grey, upright by its EXIF orientation (read after decoding, as a
+    PNG may store its ``eXIf`` chunk after the pixels)."""
+    im.load()
+    with _pillow_warnings_handled():  # parsing EXIF warns on corrupt tags
+        orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
+    if (method := _EXIF_TRANSPOSE.get(orientation)) is not None:
+        im = im.transpose(method)
+    high_bit_png = head.startswith(PNG_SIGNATURE) and im.mode.startswith("I")  # only 16-bit grey uses sBIT
+    return pil_to_gray(im, significant_bits=_png_significant_bits(p) if high_bit_png else None)
+
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_chunks(f: BinaryIO) -> Iterator[tuple[bytes, int]]:
+    """A PNG's chunks as ``(type, data length)``, from after the signature to the end of the file;
+    at each, ``f`` stands at the chunk's data."""
+    pos = len(PNG_SIGNATURE)
+    while True:
+        f.seek(pos)
+        header = f.read(8)
+        if len(header) < 8:
+            return
+        length, kind = struct.unpack(">I4s", header)
+        yield kind, length
+        pos += 12 + length  # length, type, data, CRC
 
 
 def _png_significant_bits(p: Path) -> int | None:
     """The grey channel's significant bits from a PNG's ``sBIT`` chunk (e.g. 12 for 12-bit data
     stored in 16), or ``None``; Pillow does not expose it."""
     with open(p, "rb") as f:
-        f.seek(8)
-        while True:
-            header = f.read(8)
-            if len(header) < 8:
-                return None
-            length, kind = struct.unpack(">I4s", header)
+        for kind, length in _png_chunks(f):
             if kind == b"sBIT":
                 data = f.read(min(length, 4))
                 return data[0] if data else None
             if kind in (b"IDAT", b"IEND"):
                 return None
-            f.seek(length + 4, 1)
+    return None
+
+
+def _png_ends_after_image_data(p: Path) -> bool:
+    """Whether ``IEND`` directly follows a PNG's image data (``IDAT`` chunks): then Pillow's decode
+    calls no chunk handler, the only PNG code that can warn once the header is parsed."""
+    try:
+        with open(p, "rb") as f:
+            in_image_data = False
+            for kind, _ in _png_chunks(f):
+                if kind == b"IDAT":
+                    in_image_data = True
+                elif kind == b"IEND" or in_image_data:
+                    return kind == b"IEND" and in_image_data
+    except OSError:
+        pass  # decode under the lock; Pillow reports the error
+    return False
 
 
 def pil_to_gray(im: Image.Image, significant_bits: int | None = None) -> np.ndarray:

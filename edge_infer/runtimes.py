@@ -62,7 +62,7 @@ class Runtime(ABC):
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Run one preprocessed batch of one image; returns outputs by role."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - engines without resources to free keep this no-op
         """Release the engine's session or interpreter."""
 
     def __enter__(self) -> Runtime:
@@ -78,13 +78,15 @@ class Runtime(ABC):
         self._check("input", self.expected_input, input_shape)
         for role, name in self.outputs.items():
             if name not in found:
-                raise ModelContractError(f"{self.path}: expected an output named {name!r} ({role}), got {sorted(found)}")
+                raise ModelContractError(
+                    f"{self.path}: expected an output named {name!r} ({role}), got {sorted(found)}"
+                )
             self._check(f"output {name!r}", self.expected_outputs[role], found[name])
 
     def _check(self, what: str, expected: tuple, got: tuple) -> None:
         # Dynamic dimensions (None, -1, symbolic names) match anything.
         ok = len(expected) == len(got) and all(
-            not isinstance(g, int) or g in (-1, 0) or e is None or e == g for e, g in zip(expected, got)
+            not isinstance(g, int) or g in (-1, 0) or e is None or e == g for e, g in zip(expected, got, strict=True)
         )
         if not ok:
             raise ModelContractError(f"{self.path}: {what} expected shape {expected}, got {tuple(got)}")
@@ -118,13 +120,28 @@ class OnnxRuntime(Runtime):
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         values = self._session.run(self._names, {self._input: x})
-        return dict(zip(self.outputs, values))
+        return dict(zip(self.outputs, values, strict=True))
 
     def close(self) -> None:
         self._session = None
 
 
-def _litert_interpreter_class():
+def import_engine(engine: Engine) -> None:
+    """Import an engine's Python package now (e.g. so a timing can leave the import out).
+
+    Raises:
+        RuntimeUnavailableError: it is not installed (the message names the extra).
+    """
+    if engine is Engine.ONNXRUNTIME:
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise RuntimeUnavailableError(INSTALL_HINTS[Engine.ONNXRUNTIME])
+        importlib.import_module("onnxruntime")
+    else:
+        litert_interpreter_class()
+
+
+def litert_interpreter_class():
+    """LiteRT's ``Interpreter`` class from the first installed of :data:`LITERT_MODULES`."""
     for module in LITERT_MODULES:
         if importlib.util.find_spec(module.split(".")[0]) is not None:
             return importlib.import_module(module).Interpreter
@@ -137,13 +154,15 @@ class LiteRTRuntime(Runtime):
 
     def __init__(self, path, outputs, input_shape, output_shapes, threads: int | None = None, verbose: bool = False):
         super().__init__(path, outputs, input_shape, output_shapes)
-        interpreter_class = _litert_interpreter_class()
+        interpreter_class = litert_interpreter_class()
         with contextlib.nullcontext() if verbose else native_output_to(os.devnull):
             try:
                 self._interp = interpreter_class(model_path=str(path), num_threads=threads or os.cpu_count() or 1)
                 signatures = self._interp.get_signature_list()
                 if TFLITE_SIGNATURE not in signatures:
-                    raise ModelContractError(f"{path}: expected a {TFLITE_SIGNATURE!r} signature, got {sorted(signatures)}")
+                    raise ModelContractError(
+                        f"{path}: expected a {TFLITE_SIGNATURE!r} signature, got {sorted(signatures)}"
+                    )
                 self._runner = self._interp.get_signature_runner(TFLITE_SIGNATURE)
             except (ValueError, RuntimeError) as e:
                 raise ModelContractError(f"{path}: LiteRT cannot load it ({e})") from None
@@ -162,8 +181,15 @@ class LiteRTRuntime(Runtime):
         self._runner = self._interp = None
 
 
-def open_runtime(fmt: ModelFormat, path: Path, outputs: dict[str, str], input_shape: tuple,
-                 output_shapes: dict[str, tuple], threads: int | None = None, verbose: bool = False) -> Runtime:
+def open_runtime(
+    fmt: ModelFormat,
+    path: Path,
+    outputs: dict[str, str],
+    input_shape: tuple,
+    output_shapes: dict[str, tuple],
+    threads: int | None = None,
+    verbose: bool = False,
+) -> Runtime:
     """Create the runtime for ``fmt``; raises :class:`RuntimeUnavailableError` naming the extra to install."""
     if fmt.engine is Engine.LITERT:
         return LiteRTRuntime(path, outputs, input_shape, output_shapes, threads=threads, verbose=verbose)

@@ -13,19 +13,23 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from synthetic import synthetic_knee, write_knee_dataset  # noqa: E402
+from realdata import REAL_DATA
+from synthetic import synthetic_knee, write_knee_dataset
 
-REPO = Path(__file__).resolve().parent.parent
-REAL_DATA = REPO.parent / "shared" / "data" / "kneeKL224"
 TEST_SIZE = 75  # the smallest input InceptionV3 accepts: the round trip stays real and fast
 
 
+MODEL_FIXTURES = {"trained_run", "model_dir"}
+"""Fixtures that train and convert the tiny model: a test that uses one (even through another
+fixture) is ``slow``. Tests that train or convert a model of their own carry the mark themselves."""
+
+
 def pytest_collection_modifyitems(config, items):
-    if REAL_DATA.is_dir():
-        return
     skip = pytest.mark.skip(reason=f"real data not found at {REAL_DATA}")
     for item in items:
-        if "realdata" in item.keywords:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+        if "realdata" in item.keywords and not REAL_DATA.is_dir():
             item.add_marker(skip)
 
 
@@ -41,13 +45,20 @@ def knee_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(knee_dataset, tmp_path_factory) -> Path:
     """A few real training steps of InceptionV3 (to ``mixed5``) at 75 px; returns ``model.keras``."""
-    from train.config import TrainConfig
-    from train.trainer import train
+    from kneeoa_train.config import TrainConfig
+    from kneeoa_train.trainer import train
 
     out = tmp_path_factory.mktemp("run")
     cfg = TrainConfig(
-        train_dir=str(knee_dataset / "train"), val_dir=str(knee_dataset / "val"), out_dir=str(out),
-        input_size=TEST_SIZE, head_layer="mixed5", hidden_units=16, epochs=2, steps_per_epoch=2, batch_size=8,
+        train_dir=str(knee_dataset / "train"),
+        val_dir=str(knee_dataset / "val"),
+        out_dir=str(out),
+        input_size=TEST_SIZE,
+        head_layer="mixed5",
+        hidden_units=16,
+        epochs=2,
+        steps_per_epoch=2,
+        batch_size=8,
     )
     return train(cfg)
 
@@ -55,13 +66,19 @@ def trained_run(knee_dataset, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def model_dir(trained_run, knee_dataset, tmp_path_factory) -> Path:
     """The trained tiny model converted to every format, with its manifest."""
-    from convert.pipeline import ConvertOptions, convert_model
     from edge_infer.formats import FORMAT_NAMES
+    from kneeoa_convert.pipeline import ConvertOptions, convert_model
 
     out = tmp_path_factory.mktemp("model")
-    opts = ConvertOptions(formats=FORMAT_NAMES, calibration_dir=knee_dataset / "train", calibration_size=20,
-                          verify_dir=knee_dataset / "val", verify_size=10,
-                          min_agreement=0.0, min_gradcam_r=-1.0)  # barely trained: int8 parity is meaningless
+    opts = ConvertOptions(
+        formats=FORMAT_NAMES,
+        calibration_dir=knee_dataset / "train",
+        calibration_size=20,
+        verify_dir=knee_dataset / "val",
+        verify_size=10,
+        min_agreement=0.0,
+        min_gradcam_r=-1.0,
+    )  # barely trained: int8 parity is meaningless
     convert_model(trained_run, out, opts)
     return out
 

@@ -8,8 +8,24 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-LOSSLESS = ("png8", "png16", "png16_sbit12", "rgb", "rgba", "palette", "tiff", "bmp", "jpeg_exif_rotated_lossless",
-            "dicom_mono2", "dicom_mono1", "dicom_rescaled", "dicom_rle", "dicom_j2k", "dicom_jpegls", "dicom_multiframe")
+LOSSLESS = (
+    "png8",
+    "png16",
+    "png16_sbit12",
+    "rgb",
+    "rgba",
+    "palette",
+    "tiff",
+    "bmp",
+    "jpeg_exif_rotated_lossless",
+    "dicom_mono2",
+    "dicom_mono1",
+    "dicom_rescaled",
+    "dicom_rle",
+    "dicom_j2k",
+    "dicom_jpegls",
+    "dicom_multiframe",
+)
 LOSSY = ("jpeg_q95", "upscaled_4x", "dicom_jpeg_baseline")
 
 
@@ -68,8 +84,15 @@ def write_dicom(gray: np.ndarray, path: Path, kind: str = "dicom_mono2") -> Path
     """A DX-like DICOM: 12 bits stored in 16, with a window that maps it back to ``gray`` exactly."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.encaps import encapsulate
-    from pydicom.uid import (ExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless,
-                             SecondaryCaptureImageStorage, generate_uid)
+    from pydicom.uid import (
+        ExplicitVRLittleEndian,
+        JPEG2000Lossless,
+        JPEGBaseline8Bit,
+        JPEGLSLossless,
+        RLELossless,
+        SecondaryCaptureImageStorage,
+        generate_uid,
+    )
 
     stored = gray.astype(np.uint16) * 16  # 0..4080
     meta = FileMetaDataset()

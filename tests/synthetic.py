@@ -23,10 +23,13 @@ def synthetic_knee(grade: int, size: int = 128, seed: int = 0) -> np.ndarray:
     gap = (0.11 - 0.022 * grade) * rng.uniform(0.9, 1.1)
     width = 0.34 + rng.uniform(-0.03, 0.03)
     # Femur: a shaft plus two condyles whose lower edge sits at cy - gap/2.
-    condyles = np.minimum(
-        ((xx - (cx - width / 2)) / (width / 2)) ** 2 + ((yy - (cy - gap / 2 - 0.12)) / 0.12) ** 2,
-        ((xx - (cx + width / 2)) / (width / 2)) ** 2 + ((yy - (cy - gap / 2 - 0.12)) / 0.12) ** 2,
-    ) <= 1.0
+    condyles = (
+        np.minimum(
+            ((xx - (cx - width / 2)) / (width / 2)) ** 2 + ((yy - (cy - gap / 2 - 0.12)) / 0.12) ** 2,
+            ((xx - (cx + width / 2)) / (width / 2)) ** 2 + ((yy - (cy - gap / 2 - 0.12)) / 0.12) ** 2,
+        )
+        <= 1.0
+    )
     femur = condyles | ((np.abs(xx - cx) < 0.2) & (yy < cy - gap / 2 - 0.1))
     tibia = (np.abs(xx - cx) < width * 0.95) & (yy > cy + gap / 2) & (yy < cy + gap / 2 + 0.15)
     tibia |= (np.abs(xx - cx) < 0.18) & (yy > cy + gap / 2)

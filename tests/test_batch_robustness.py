@@ -12,11 +12,12 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import REAL_DATA
 from edge_infer.cli import main as edge_infer
+
+from badfiles import bad_files
+from realdata import REAL_DATA
 from reencode import LOSSLESS, LOSSY, write_encoding
 from synthetic import synthetic_knee
-from test_inputs import _bad_files
 
 REAL_KNEE = REAL_DATA / "val" / "3" / "9023348L.png"
 
@@ -25,7 +26,7 @@ def _mixed_folder(gray, tmp_path):
     folder = tmp_path / "batch"
     for kind in LOSSLESS + LOSSY:
         write_encoding(gray, kind, folder)
-    broken = _bad_files(tmp_path / "bad")
+    broken = bad_files(tmp_path / "bad")
     for path in broken:
         if path.is_file():
             shutil.copy(path, folder / f"bad_{path.name}")

@@ -6,13 +6,10 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
 from click.testing import CliRunner
 from PIL import Image
 
 from kneeoa.cli import main as kneeoa
-
-pytestmark = pytest.mark.slow
 
 
 def test_bench_rows_agreement_and_a_broken_format(model_dir, knee_dataset, tmp_path):
@@ -20,10 +17,32 @@ def test_bench_rows_agreement_and_a_broken_format(model_dir, knee_dataset, tmp_p
     shutil.copytree(model_dir, broken)
     (broken / "model.int8.tflite").write_bytes(b"not a model")  # sha256 no longer matches
     out_json, out_png, out_md = tmp_path / "bench.json", tmp_path / "bench.png", tmp_path / "RESULTS.md"
-    result = CliRunner().invoke(kneeoa, [
-        "bench", "--model", str(broken), "--formats", "onnx-fp32,onnx-int8,tflite-int8", "--threads", "1",
-        "--data", str(knee_dataset / "val"), "--min-time", "0.1", "--min-runs", "3", "--warmup", "1",
-        "--json", str(out_json), "--plot", str(out_png), "--markdown", str(out_md)])
+    result = CliRunner().invoke(
+        kneeoa,
+        [
+            "bench",
+            "--model",
+            str(broken),
+            "--formats",
+            "onnx-fp32,onnx-int8,tflite-int8",
+            "--threads",
+            "1",
+            "--data",
+            str(knee_dataset / "val"),
+            "--min-time",
+            "0.1",
+            "--min-runs",
+            "3",
+            "--warmup",
+            "1",
+            "--json",
+            str(out_json),
+            "--plot",
+            str(out_png),
+            "--markdown",
+            str(out_md),
+        ],
+    )
     assert result.exit_code == 1  # a row failed
     report = json.loads(out_json.read_text())
     rows = {r["format"]: r for r in report["rows"]}

@@ -7,7 +7,8 @@ import pytest
 
 from edge_infer import Classifier, default_model_dir
 from edge_infer.manifest import load_manifest
-from conftest import REAL_DATA
+
+from realdata import REAL_DATA
 
 FLOOR_MARGIN = 0.02  # the shipped figure may drift by rounding/threading, not by more
 
@@ -19,7 +20,7 @@ def manifest():
 
 def test_default_model_is_complete_and_cites_its_data(manifest):
     assert manifest.kl_grades == [0, 1, 2, 3, 4]
-    assert manifest.screening["positive_classes"] == ["KL2", "KL3", "KL4"]
+    assert manifest.screening.positive_classes == ("KL2", "KL3", "KL4")
     engines = {art.format.engine.value for art in manifest.artifacts.values()}
     assert engines == {"onnxruntime", "litert"}  # an ONNX and a TFLite format ship
     assert all("int8" in art.format.precision for art in manifest.artifacts.values())  # int8 only in git
@@ -45,7 +46,7 @@ def test_default_model_runs(manifest, knee_png, fmt):
 def test_default_model_holds_its_validation_figures(manifest, fmt):
     """Every val knee through exactly what ships (`kneeoa evaluate`); the figures recorded in the
     manifest when it shipped are the floor."""
-    from kneeoa.evaluate import evaluate
+    from kneeoa_bench.evaluate import evaluate
 
     recorded = manifest.artifacts[fmt].info["parity_vs_keras"]
     result = evaluate(REAL_DATA / "val", format=fmt)

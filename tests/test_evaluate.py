@@ -14,8 +14,6 @@ from PIL import Image
 from edge_infer import Classifier
 from kneeoa.cli import main as kneeoa
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture
 def val_with_a_broken_file(knee_dataset, tmp_path):
@@ -28,8 +26,20 @@ def val_with_a_broken_file(knee_dataset, tmp_path):
 @pytest.mark.parametrize("fmt", ["onnx-int8", "tflite-fp32"])
 def test_evaluate_scores_every_image_and_reports_the_broken_one(model_dir, val_with_a_broken_file, tmp_path, fmt):
     out = tmp_path / "eval"
-    result = CliRunner().invoke(kneeoa, ["evaluate", "--model", str(model_dir), "--format", fmt, "--json",
-                                         "--out", str(out), str(val_with_a_broken_file)])
+    result = CliRunner().invoke(
+        kneeoa,
+        [
+            "evaluate",
+            "--model",
+            str(model_dir),
+            "--format",
+            fmt,
+            "--json",
+            "--out",
+            str(out),
+            str(val_with_a_broken_file),
+        ],
+    )
     assert result.exit_code == 1  # one file failed
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "broken.png" in errors[0] and "Traceback" not in result.stderr

@@ -42,7 +42,7 @@ def _small_model(hidden: int):
 def test_numpy_gradcam_matches_gradient_tape(hidden):
     import keras
 
-    from train.model import head_weights
+    from kneeoa_train.model import head_weights
 
     model = _small_model(hidden)
     head = head_weights(model)
@@ -65,7 +65,7 @@ def test_numpy_gradcam_matches_gradient_tape_on_trained_inception(trained_run, k
     import keras
 
     from edge_infer.preprocess import PreprocessSpec, prepare_gray, to_model_input
-    from train.model import head_weights
+    from kneeoa_train.model import head_weights
 
     model = keras.saving.load_model(trained_run, compile=False)
     layer = "mixed5"  # the trained_run fixture's head layer
@@ -101,7 +101,9 @@ def test_overlay_keeps_the_radiograph_where_the_map_is_zero():
     assert not np.array_equal(rgb[:, -20:, 0], rgb[:, -20:, 2])  # coloured where the map is hot
 
 
-@pytest.mark.parametrize("grid, size", [((6, 6), (224, 224)), ((3, 3), (75, 75)), ((6, 6), (120, 300)), ((8, 8), (1200, 700))])
+@pytest.mark.parametrize(
+    "grid, size", [((6, 6), (224, 224)), ((3, 3), (75, 75)), ((6, 6), (120, 300)), ((8, 8), (1200, 700))]
+)
 def test_cam_upsampling_matches_pillow_bilinear(grid, size):
     h, w = size
     side = max(h, w)

@@ -5,34 +5,33 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow
-
 
 def test_weights_carry_over_to_a_larger_input(trained_run):
-    from train.model import build_model
-    from train.trainer import init_from_model
-
     import keras
+
+    from kneeoa_train.model import build_model
+    from kneeoa_train.trainer import init_from_model
 
     source = keras.saving.load_model(trained_run, compile=False)
     bigger = build_model(5, 96, "mixed5", hidden_units=16)
     init_from_model(bigger, trained_run)
-    pairs = [(a, b) for a, b in zip(source.layers, bigger.layers) if a.weights]
+    pairs = [(a, b) for a, b in zip(source.layers, bigger.layers, strict=True) if a.weights]
     assert len(pairs) > 100
     for a, b in pairs[:3] + pairs[-2:]:  # the stem's conv and batch norm ... the head's dense layers
-        for wa, wb in zip(a.get_weights(), b.get_weights()):
+        for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
             np.testing.assert_array_equal(wa, wb)
     assert pairs[-1][1].name == "logits"
     assert bigger.input_shape[1:3] == (96, 96)
 
 
 def test_another_architecture_is_refused(trained_run, tmp_path):
-    from train.model import build_model
-    from train.trainer import TrainSetupError, init_from_model
+    from kneeoa_train.errors import TrainSetupError
+    from kneeoa_train.model import build_model
+    from kneeoa_train.trainer import init_from_model
 
     with pytest.raises(TrainSetupError, match="does not match"):
         init_from_model(build_model(5, 75, "mixed5", hidden_units=8), trained_run)
-    with pytest.raises(FileNotFoundError, match="not found"):
+    with pytest.raises(TrainSetupError, match="not found"):
         init_from_model(build_model(5, 75, "mixed5", hidden_units=16), tmp_path / "missing.keras")
 
 
@@ -40,13 +39,22 @@ def test_sord_run_from_a_trained_model(trained_run, knee_dataset, tmp_path):
     """The whole path: --init-from at a new size with SORD targets trains and selects a checkpoint."""
     import json
 
-    from train.config import TrainConfig
-    from train.trainer import train
+    from kneeoa_train.config import TrainConfig
+    from kneeoa_train.trainer import train
 
     cfg = TrainConfig(
-        train_dir=str(knee_dataset / "train"), val_dir=str(knee_dataset / "val"), out_dir=str(tmp_path / "run"),
-        input_size=96, head_layer="mixed5", hidden_units=16, epochs=1, steps_per_epoch=2, batch_size=8,
-        loss="sord", init_from=str(trained_run), learning_rate=1e-4,
+        train_dir=str(knee_dataset / "train"),
+        val_dir=str(knee_dataset / "val"),
+        out_dir=str(tmp_path / "run"),
+        input_size=96,
+        head_layer="mixed5",
+        hidden_units=16,
+        epochs=1,
+        steps_per_epoch=2,
+        batch_size=8,
+        loss="sord",
+        init_from=str(trained_run),
+        learning_rate=1e-4,
     )
     path = train(cfg)
     assert path.is_file()

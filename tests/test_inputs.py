@@ -12,10 +12,9 @@ from PIL import Image
 from edge_infer import dicom
 from edge_infer.errors import InputImageError
 from edge_infer.preprocess import load_image
-from reencode import LOSSLESS, LOSSY, write_dicom, write_encoding
-from synthetic import synthetic_knee
 
-KNEE = synthetic_knee(3, 160, seed=4)
+from badfiles import KNEE, bad_files
+from reencode import LOSSLESS, LOSSY, write_dicom, write_encoding
 
 
 @pytest.mark.parametrize("kind", LOSSLESS)
@@ -49,7 +48,7 @@ def test_dicom_without_a_window_uses_a_percentile_window(tmp_path):
 
 
 def test_dicom_without_preamble_or_ending_is_found_in_folders(tmp_path):
-    from edge_infer.cli import expand_inputs
+    from edge_infer.batch import expand_inputs
 
     write_dicom(KNEE, tmp_path / "IM0001.dcm").rename(tmp_path / "IM0001")  # PACS export: no ending
     (tmp_path / "README").write_text("not an image")
@@ -57,49 +56,8 @@ def test_dicom_without_preamble_or_ending_is_found_in_folders(tmp_path):
     assert load_image(tmp_path / "IM0001")[0].shape == KNEE.shape
 
 
-def _rt_plan(path):
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, RTPlanStorage, generate_uid
-
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = RTPlanStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.PatientID = "PID-0001"
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
-def _bad_files(tmp_path):
-    good_png = write_encoding(KNEE, "png8", tmp_path / "src")
-    good_dcm = write_dicom(KNEE, tmp_path / "src" / "good.dcm")
-    (tmp_path / "dir.png").mkdir()
-    files = {
-        "empty.png": (b"", "empty file"),
-        "text.png": (b"hello, not an image\n" * 20, "not an image Pillow can read"),
-        "truncated.png": (good_png.read_bytes()[:400], "truncated"),
-        "corrupt.jpg": (b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4, "unreadable or truncated|not an image"),
-        "truncated.dcm": (good_dcm.read_bytes()[:1200], "DICOM"),
-        "text.dcm": (b"just text " * 40, "not a readable DICOM"),
-        "tiny.png": (None, "too small"),
-    }
-    out = {}
-    for name, (data, problem) in files.items():
-        path = tmp_path / name
-        if data is None:
-            Image.fromarray(KNEE[:20, :20]).save(path)
-        else:
-            path.write_bytes(data)
-        out[path] = problem
-    out[tmp_path / "dir.png"] = "is a directory"
-    out[tmp_path / "missing.png"] = "no such file"
-    out[_rt_plan(tmp_path / "plan.dcm")] = r"without pixel data \(RT Plan Storage\)"
-    return out
-
-
 def test_bad_files_raise_one_clear_error_naming_the_file(tmp_path):
-    for path, problem in _bad_files(tmp_path).items():
+    for path, problem in bad_files(tmp_path).items():
         with pytest.raises(InputImageError, match=problem) as info:
             load_image(path)
         message = str(info.value)
@@ -118,13 +76,16 @@ def test_decompression_bombs_are_refused_before_decoding(tmp_path, monkeypatch):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.binary(max_size=4096), suffix=st.sampled_from([".png", ".jpg", ".tif", ".bmp", ".dcm", ""]),
-       prefix=st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"BM", bytes(128) + b"DICM"]))
+@given(
+    data=st.binary(max_size=4096),
+    suffix=st.sampled_from([".png", ".jpg", ".tif", ".bmp", ".dcm", ""]),
+    prefix=st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"BM", bytes(128) + b"DICM"]),
+)
 def test_random_bytes_only_ever_raise_our_error(tmp_path, data, suffix, prefix):
     path = tmp_path / f"random{suffix}"
     path.write_bytes(prefix + data)
     try:
-        gray, notes = load_image(path)
+        gray, _ = load_image(path)
     except InputImageError as e:
         assert str(e).startswith(str(path))
     else:
@@ -132,8 +93,13 @@ def test_random_bytes_only_ever_raise_our_error(tmp_path, data, suffix, prefix):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(h=st.integers(1, 300), w=st.integers(1, 300), mode=st.sampled_from(["L", "RGB", "RGBA", "I;16", "P", "LA", "1"]),
-       fmt=st.sampled_from(["PNG", "JPEG", "TIFF", "BMP"]), seed=st.integers(0, 2**16))
+@given(
+    h=st.integers(1, 300),
+    w=st.integers(1, 300),
+    mode=st.sampled_from(["L", "RGB", "RGBA", "I;16", "P", "LA", "1"]),
+    fmt=st.sampled_from(["PNG", "JPEG", "TIFF", "BMP"]),
+    seed=st.integers(0, 2**16),
+)
 def test_random_valid_images_load_or_are_too_small(tmp_path, h, w, mode, fmt, seed):
     rng = np.random.default_rng(seed)
     if mode == "I;16":

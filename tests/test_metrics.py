@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from edge_infer.metrics import classification_summary, confusion_matrix, quadratic_weighted_kappa, roc_auc
+from edge_infer.screening import Screening
 
 
 def test_kappa_perfect_chance_and_hand_computed():
@@ -28,7 +29,8 @@ def test_auc_ranks_and_ties():
 def test_summary_fields():
     probs = np.eye(5)[[0, 1, 2, 3, 4, 4]]
     y = np.array([0, 1, 2, 3, 4, 3])
-    s = classification_summary(y, probs, positive_classes=[2, 3, 4])
+    kl = ("KL0", "KL1", "KL2", "KL3", "KL4")
+    s = classification_summary(y, probs, Screening(kl, ("KL2", "KL3", "KL4")))
     assert s["accuracy"] == pytest.approx(5 / 6)
     assert s["mean_absolute_error"] == pytest.approx(1 / 6)
     assert s["recall_per_class"][3] == pytest.approx(0.5)

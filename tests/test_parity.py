@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convert.parity import pearson
+from kneeoa_convert.parity import pearson
 
 
 def test_pearson_of_related_and_constant_maps():

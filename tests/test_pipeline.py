@@ -87,15 +87,21 @@ def test_predict_many_equals_predict_one_by_one(model_dir, knee_png, tmp_path):
     items = [knee_png, broken, flipped, known, knee_png]
     with Classifier(model_dir) as clf:
         batch = list(clf.predict_many(items, heatmap=True))
-        assert [item for item, _ in batch] == items
-        for item, result in batch:
+        assert [r.item for r in batch] == items
+        for r in batch:
+            item, result = r.item, r.prediction
             if item in (broken, known):
-                assert isinstance(result, InputImageError) and str(item if item is broken else known.path) in str(result)
+                assert (
+                    isinstance(r.exception, InputImageError) and str(item if item is broken else known.path) in r.error
+                )
+                assert result is None
                 continue
             single = clf.predict(item, heatmap=True)
             assert result.probabilities == single.probabilities and result.label == single.label
             np.testing.assert_array_equal(result.cam, single.cam)
-        assert batch[0][1].probabilities != batch[2][1].probabilities  # the flipped knee is really another input
+        assert (
+            batch[0].prediction.probabilities != batch[2].prediction.probabilities
+        )  # the flipped knee is really another input
 
 
 @pytest.mark.slow
@@ -107,12 +113,16 @@ def test_batch_heatmaps_match_inputs_and_a_failed_write_fails_only_its_file(mode
         Image.open(knee_png).rotate(i * 3).save(folder / name)
     out = tmp_path / "heatmaps"
     (out / "knee_05_gradcam.png").mkdir(parents=True)  # a folder where that overlay should go: the write fails
-    result = CliRunner().invoke(edge_infer, ["--model", str(model_dir), "--json", "--heatmap-dir", str(out), str(folder)])
+    result = CliRunner().invoke(
+        edge_infer, ["--model", str(model_dir), "--json", "--heatmap-dir", str(out), str(folder)]
+    )
     assert result.exit_code == 1
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["input"] for r in records] == [str(folder / n) for n in names]
     failed = [r for r in records if "error" in r]
-    assert len(failed) == 1 and failed[0]["input"].endswith("knee_05.png") and "knee_05_gradcam.png" in failed[0]["error"]
+    assert (
+        len(failed) == 1 and failed[0]["input"].endswith("knee_05.png") and "knee_05_gradcam.png" in failed[0]["error"]
+    )
     assert len(result.stderr.strip().splitlines()) == 1
     with Classifier(model_dir) as clf:
         for r in records:
@@ -136,13 +146,13 @@ class _CtrlC:
 
 @pytest.mark.slow
 def test_ctrl_c_hands_over_every_finished_result_with_its_heatmap(model_dir, knee_png, tmp_path):
-    from edge_infer.cli import HeatmapWriter, run_batch
+    from edge_infer.batch import HeatmapWriter, run_batch
 
     items = [knee_png] * 3 + [_CtrlC(), knee_png]
     got = []
     with Classifier(model_dir) as clf, pytest.raises(KeyboardInterrupt):
-        for source, outcome in run_batch(clf, items, HeatmapWriter(tmp_path / "maps")):
-            got.append(outcome)
+        for result in run_batch(clf, items, heatmaps=HeatmapWriter(tmp_path / "maps")):
+            got.append(result.to_record())
     assert len(got) == 3 and all(isinstance(r, dict) for r in got)
     assert [Path(r["heatmap"]).name for r in got] == ["knee_gradcam.png", "knee_2_gradcam.png", "knee_3_gradcam.png"]
     assert all(Path(r["heatmap"]).is_file() for r in got)

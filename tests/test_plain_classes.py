@@ -8,22 +8,31 @@ import pytest
 from click.testing import CliRunner
 
 from edge_infer.cli import main as edge_infer
+
 from synthetic import write_knee_dataset
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow  # trains and converts a model of its own
 def test_normal_vs_osteoarthritis_folders(tmp_path, knee_png):
-    from convert.pipeline import ConvertOptions, convert_model
-    from train.config import TrainConfig
-    from train.trainer import train
+    from kneeoa_convert.pipeline import ConvertOptions, convert_model
+    from kneeoa_train.config import TrainConfig
+    from kneeoa_train.trainer import train
 
     for split, n in (("train", 4), ("val", 2)):
         root = write_knee_dataset(tmp_path / split, per_class=n, size=80, grades=[0, 4])
         (root / "0").rename(root / "Normal")
         (root / "4").rename(root / "Osteoarthritis")
-    model = train(TrainConfig(str(tmp_path / "train"), str(tmp_path / "val"), str(tmp_path / "run"),
-                              head_layer="mixed2", epochs=1, steps_per_epoch=1, batch_size=4))
+    model = train(
+        TrainConfig(
+            str(tmp_path / "train"),
+            str(tmp_path / "val"),
+            str(tmp_path / "run"),
+            head_layer="mixed2",
+            epochs=1,
+            steps_per_epoch=1,
+            batch_size=4,
+        )
+    )
     out = tmp_path / "model"
     convert_model(model, out, ConvertOptions(formats=("onnx-fp32",), calibration_dir=tmp_path / "val", verify_size=4))
 

@@ -67,7 +67,7 @@ def test_model_input_range_and_channels(knee_array):
     small, _ = prepare_gray(knee_array, 75)
     x = to_model_input(small, spec)
     assert x.shape == (1, 75, 75, 3) and x.dtype == np.float32
-    assert -1.0 <= x.min() and x.max() <= 1.0
+    assert x.min() >= -1.0 and x.max() <= 1.0
     np.testing.assert_allclose(to_model_input(np.array([[0, 255]], np.uint8), spec)[0, 0, :, 0], [-1.0, 1.0])
 
 

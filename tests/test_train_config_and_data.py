@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from edge_infer.errors import DatasetError
+from edge_infer.folders import balanced_order, scan_class_folders
 from kneeoa.cli import main as kneeoa
-from train.config import TrainConfig
-from train.data import balanced_order, class_weights, scan_class_folders
+from kneeoa_train.config import TrainConfig
+from kneeoa_train.data import class_weights
+
 from synthetic import write_knee_dataset
 
 
@@ -32,22 +35,50 @@ def test_config_rejects_bad_values(tmp_path):
         TrainConfig.from_sources(bad, train_dir="a", val_dir="b", out_dir="c")
 
 
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "must hold a JSON object of options, got list"),
+        ('{"input_size": 64}', "input_size must be at least 75"),
+        ('{"epochs": "ten"}', "not supported between"),
+    ],
+)
+def test_a_bad_config_file_is_named_in_its_error(tmp_path, content, problem):
+    from edge_infer.errors import ConfigError
+
+    bad = tmp_path / "my config.json"
+    bad.write_text(content)
+    with pytest.raises(ConfigError, match=problem) as info:
+        TrainConfig.from_sources(bad, train_dir="a", val_dir="b", out_dir="c")
+    assert str(info.value).startswith(str(bad))
+
+
+def test_a_bad_flag_is_not_blamed_on_the_config_file(tmp_path):
+    good = tmp_path / "c.json"
+    good.write_text('{"epochs": 3}')
+    with pytest.raises(ValueError, match=r"^input_size must be at least 75"):
+        TrainConfig.from_sources(good, train_dir="a", val_dir="b", out_dir="c", input_size=64)
+
+
 def test_unknown_select_metric_is_rejected():
     with pytest.raises(ValueError, match="select_metric must be one of"):
         TrainConfig("a", "b", "c", select_metric="kapa")
 
 
 def test_a_run_directory_resumes_only_the_same_run(tmp_path):
-    from train.trainer import CONFIG_FILE, _check_run_dir
+    from kneeoa_train.config import CONFIG_FILE
+    from kneeoa_train.errors import TrainSetupError
+    from kneeoa_train.trainer import _check_run_dir
 
     cfg = TrainConfig("a", "b", str(tmp_path), epochs=3)
     _check_run_dir(tmp_path, cfg)  # empty: fine
     (tmp_path / CONFIG_FILE).write_text(json.dumps({"train": cfg.to_dict()}))
     _check_run_dir(tmp_path, cfg)  # same config, unfinished: resume
-    with pytest.raises(FileExistsError, match=r"different configuration \(epochs\)"):
+    with pytest.raises(TrainSetupError, match=r"different configuration \(epochs\)"):
         _check_run_dir(tmp_path, TrainConfig("a", "b", str(tmp_path), epochs=4))
     (tmp_path / "metrics.json").write_text("{}")
-    with pytest.raises(FileExistsError, match="already finished"):
+    with pytest.raises(TrainSetupError, match="already finished"):
         _check_run_dir(tmp_path, cfg)
 
 
@@ -68,7 +99,7 @@ def test_other_folder_names_are_plain_classes(tmp_path):
 
 def test_missing_class_folder_is_a_clear_error(tmp_path):
     root = write_knee_dataset(tmp_path / "d", per_class=1, size=64, grades=[0, 1])
-    with pytest.raises(FileNotFoundError, match=r"expected class sub-folders \['0', '1', '2'\]"):
+    with pytest.raises(DatasetError, match=r"expected class sub-folders \['0', '1', '2'\]"):
         scan_class_folders(root, folders=["0", "1", "2"])
 
 
@@ -100,7 +131,7 @@ def test_convert_without_images_is_a_usage_error(tmp_path):
 
 
 def test_sord_targets_are_ordinal_soft_labels():
-    from train.trainer import target_table
+    from kneeoa_train.trainer import target_table
 
     cfg = TrainConfig("a", "b", "c", loss="sord", sord_alpha=2.0)
     t = target_table(5, cfg, [0, 1, 2, 3, 4])
@@ -110,7 +141,9 @@ def test_sord_targets_are_ordinal_soft_labels():
     assert t[2, 1] == pytest.approx(t[2, 3]) and t[2, 1] / t[2, 2] == pytest.approx(np.exp(-2.0))
     assert t[2, 0] / t[2, 2] == pytest.approx(np.exp(-8.0))
     assert (target_table(5, TrainConfig("a", "b", "c"), [0, 1, 2, 3, 4]) == np.eye(5)).all()
-    with pytest.raises(ValueError, match="ordinal classes"):
+    from kneeoa_train.errors import TrainSetupError
+
+    with pytest.raises(TrainSetupError, match="ordinal classes"):
         target_table(2, cfg, None)
     with pytest.raises(ValueError, match="loss must be one of"):
         TrainConfig("a", "b", "c", loss="hinge")

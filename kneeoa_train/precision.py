@@ -3,7 +3,7 @@
 Measured with TensorFlow 2.21 on an Intel Xeon with ``amx_bf16`` (InceptionV3 to ``mixed5``,
 batch 32, CPU seconds per step, float32 → bfloat16): 128 px 1.41 → 1.01, 224 px 6.76 → 3.36.
 Without AMX, bfloat16 convolutions fall back to slower paths, so ``auto`` keeps float32 there.
-``python -m train.precision`` re-measures on the machine in hand.
+``python -m kneeoa_train.precision`` re-measures on the machine in hand.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Real images for calibration and verification, drawn class-balanced and shuffled.
 
 Images pass through exactly the inference preprocessing (:mod:`edge_infer.preprocess`). The draw
-alternates classes and is then shuffled (:func:`train.data.balanced_order`), so a representative set
+alternates classes and is then shuffled (:func:`edge_infer.folders.balanced_order`), so a representative set
 can be neither ordered nor from one class, however it is truncated.
 """
 
@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_infer.folders import balanced_order, load_images, scan_class_folders
 from edge_infer.preprocess import PreprocessSpec, to_model_input
-from train.data import balanced_order, load_images, scan_class_folders
+
+from .errors import ConvertError
 
 
 @dataclass(frozen=True)
@@ -32,14 +34,14 @@ def draw_sample(folder: str | Path, n: int, spec: PreprocessSpec, seed: int = 0)
     """Draw up to ``n`` images from ``folder/<class>/``, class-balanced and shuffled.
 
     Raises:
-        FileNotFoundError: when the folder has no class sub-folders with images.
-        ValueError: when none of the drawn images can be read.
+        DatasetError: when the folder has no class sub-folders with images.
+        ConvertError: when none of the drawn images can be read.
     """
     ds = scan_class_folders(folder)
     order = balanced_order(ds.labels, n, seed=seed)
     images, ok = load_images([ds.paths[i] for i in order], spec)
     if len(ok) == 0:
-        raise ValueError(f"{folder}: none of the {len(order)} drawn images could be read")
+        raise ConvertError(f"{folder}: none of the {len(order)} drawn images could be read")
     labels = ds.labels[order][ok]
     counts = np.bincount(labels, minlength=len(ds.classes)).tolist()
     return ImageSample(to_model_input(images, spec), labels, ds.classes, str(folder), counts, len(ds))

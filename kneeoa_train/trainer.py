@@ -17,24 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_infer.labels import positive_indices, screening_for
+from edge_infer.folders import FolderDataset, load_images, scan_class_folders
 from edge_infer.metrics import classification_summary
 from edge_infer.preprocess import PreprocessSpec, to_model_input
+from edge_infer.screening import Screening
 
-from .config import TrainConfig
-from .data import FolderDataset, class_weights, load_images, scan_class_folders
+from .config import CONFIG_FILE, MODEL_FILE, TrainConfig
+from .data import class_weights
+from .errors import TrainSetupError
 from .model import build_model
 from .precision import keras_policy, resolve_precision
 
 log = logging.getLogger(__name__)
-
-class TrainSetupError(ValueError):
-    """The run cannot start as configured (a loss the classes do not support, an --init-from
-    model of another architecture); reported as one line, unlike errors from inside training."""
-
-
-MODEL_FILE = "model.keras"
-CONFIG_FILE = "config.json"
 
 
 def _load_split(ds: FolderDataset, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -91,7 +85,7 @@ def _dataset(x, y, sample_w, targets: np.ndarray, cfg: TrainConfig, training: bo
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def validation_checkpoint(x_val, y_val, out_dir: Path, positive: list[int] | None, metric: str, save=None):
+def validation_checkpoint(x_val, y_val, out_dir: Path, screening: Screening | None, metric: str, save=None):
     """A Keras callback: validation figures each epoch, best model saved, best score kept on disk
     (so a resumed run does not overwrite a better checkpoint with a worse one). ``save(model, path)``
     writes the checkpoint (default: ``model.save``)."""
@@ -109,10 +103,14 @@ def validation_checkpoint(x_val, y_val, out_dir: Path, positive: list[int] | Non
 
         def on_epoch_end(self, epoch, logs=None):
             probs = self.model.predict(np.repeat(x_val, 3, axis=-1), batch_size=64, verbose=0)
-            summary = classification_summary(y_val, probs, positive)
-            record = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}, "val": summary,
-                      "seconds": round(time.perf_counter() - getattr(self, "started", time.perf_counter()), 1),
-                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            summary = classification_summary(y_val, probs, screening)
+            record = {
+                "epoch": epoch + 1,
+                **{k: float(v) for k, v in (logs or {}).items()},
+                "val": summary,
+                "seconds": round(time.perf_counter() - getattr(self, "started", time.perf_counter()), 1),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
             with open(out_dir / "epochs.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             score = summary[metric]
@@ -123,7 +121,9 @@ def validation_checkpoint(x_val, y_val, out_dir: Path, positive: list[int] | Non
                 self.best_file.write_text(json.dumps({metric: score, "epoch": epoch + 1, "val": summary}, indent=2))
             log.info(
                 "epoch %d: val accuracy %.3f, kappa %.3f, AUC(OA) %s%s",
-                epoch + 1, summary["accuracy"], summary["quadratic_weighted_kappa"],
+                epoch + 1,
+                summary["accuracy"],
+                summary["quadratic_weighted_kappa"],
                 f"{summary['screening_auc']:.3f}" if "screening_auc" in summary else "n/a",
                 "  (best, saved)" if improved else "",
             )
@@ -146,14 +146,13 @@ def train(cfg: TrainConfig) -> Path:
     train_ds = scan_class_folders(cfg.train_dir)
     val_ds = scan_class_folders(cfg.val_dir, folders=train_ds.folders)
     spec = PreprocessSpec(size=cfg.input_size, intensity=cfg.intensity)
-    screening = screening_for(train_ds.classes, train_ds.kl_grades)
-    positive = positive_indices(train_ds.classes, screening)
+    screening = Screening.for_classes(train_ds.classes, train_ds.kl_grades)
     precision = resolve_precision(cfg.precision)
     log.info("precision: %s (asked: %s)", precision, cfg.precision)
     _write_config(out, cfg, train_ds, val_ds, spec, screening, precision)
     try:
         keras.mixed_precision.set_global_policy(keras_policy(precision))
-        return _fit(cfg, out, train_ds, val_ds, spec, positive)
+        return _fit(cfg, out, train_ds, val_ds, spec, screening)
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
@@ -179,7 +178,7 @@ def _save_float32(cfg: TrainConfig, n_classes: int):
     return save
 
 
-def _fit(cfg: TrainConfig, out: Path, train_ds: FolderDataset, val_ds: FolderDataset, spec, positive) -> Path:
+def _fit(cfg: TrainConfig, out: Path, train_ds: FolderDataset, val_ds: FolderDataset, spec, screening) -> Path:
     import keras
 
     x_tr, y_tr = _load_split(train_ds, spec)
@@ -200,16 +199,29 @@ def _fit(cfg: TrainConfig, out: Path, train_ds: FolderDataset, val_ds: FolderDat
     )
     callbacks = [
         keras.callbacks.BackupAndRestore(str(out / "backup")),
-        validation_checkpoint(x_va, y_va, out, positive, cfg.select_metric, save=_save_float32(cfg, n)),
+        validation_checkpoint(x_va, y_va, out, screening, cfg.select_metric, save=_save_float32(cfg, n)),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
     ]
     train_data = _dataset(x_tr, y_tr, cw[y_tr], targets, cfg, training=True)
     if cfg.steps_per_epoch:
         train_data = train_data.repeat()
-    model.fit(train_data, epochs=cfg.epochs, shuffle=False, steps_per_epoch=cfg.steps_per_epoch, callbacks=callbacks, verbose=2)
+    model.fit(
+        train_data,
+        epochs=cfg.epochs,
+        shuffle=False,
+        steps_per_epoch=cfg.steps_per_epoch,
+        callbacks=callbacks,
+        verbose=2,
+    )
     best = json.loads((out / "best.json").read_text())
     (out / "metrics.json").write_text(json.dumps({"selected_on": cfg.select_metric, **best}, indent=2) + "\n")
-    log.info("best epoch %d: %s = %.4f; model at %s", best["epoch"], cfg.select_metric, best[cfg.select_metric], out / MODEL_FILE)
+    log.info(
+        "best epoch %d: %s = %.4f; model at %s",
+        best["epoch"],
+        cfg.select_metric,
+        best[cfg.select_metric],
+        out / MODEL_FILE,
+    )
     return out / MODEL_FILE
 
 
@@ -220,27 +232,30 @@ def init_from_model(model, path: str | Path) -> None:
     can start a run at 128 px (progressive resizing).
 
     Raises:
-        FileNotFoundError: no such file.
-        TrainSetupError: the architectures differ (a missing layer or a weight of another shape).
+        TrainSetupError: no such file, or the architectures differ (a missing layer or a weight of another shape).
     """
     import keras
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: --init-from model not found")
+        raise TrainSetupError(f"{path}: --init-from model not found")
     source = keras.saving.load_model(path, compile=False)
     # Keras numbers unnamed layers per process (conv2d, conv2d_94, ...), so layers pair up by
     # position in the graph, which the same architecture fixes, and are checked by type and shape.
     ours = [layer for layer in model.layers if layer.weights]
     theirs = [layer for layer in source.layers if layer.weights]
     if len(ours) != len(theirs):
-        raise TrainSetupError(f"{path}: {len(theirs)} layers with weights, expected {len(ours)}; "
-                         "--init-from needs the same head layer and head")
-    for mine, src in zip(ours, theirs):
+        raise TrainSetupError(
+            f"{path}: {len(theirs)} layers with weights, expected {len(ours)}; "
+            "--init-from needs the same head layer and head"
+        )
+    for mine, src in zip(ours, theirs, strict=True):
         shapes = [tuple(w.shape) for w in src.weights], [tuple(w.shape) for w in mine.weights]
         if type(mine) is not type(src) or shapes[0] != shapes[1]:
-            raise TrainSetupError(f"{path}: layer {src.name!r} ({type(src).__name__} {shapes[0]}) does not match "
-                             f"{mine.name!r} ({type(mine).__name__} {shapes[1]}); --init-from needs the same architecture")
+            raise TrainSetupError(
+                f"{path}: layer {src.name!r} ({type(src).__name__} {shapes[0]}) does not match "
+                f"{mine.name!r} ({type(mine).__name__} {shapes[1]}); --init-from needs the same architecture"
+            )
         mine.set_weights(src.get_weights())
     log.info("initialised from %s", path)
 
@@ -253,9 +268,11 @@ def _check_run_dir(out: Path, cfg: TrainConfig) -> None:
     previous = json.loads(config_path.read_text()).get("train", {})
     changed = sorted(k for k in set(previous) | set(cfg.to_dict()) if previous.get(k) != cfg.to_dict().get(k))
     if changed:
-        raise FileExistsError(f"{out}: holds a run with a different configuration ({', '.join(changed)}); choose another --out")
+        raise TrainSetupError(
+            f"{out}: holds a run with a different configuration ({', '.join(changed)}); choose another --out"
+        )
     if (out / "metrics.json").is_file() and not (out / "backup").exists():
-        raise FileExistsError(f"{out}: this run already finished ({MODEL_FILE}); choose another --out to train again")
+        raise TrainSetupError(f"{out}: this run already finished ({MODEL_FILE}); choose another --out to train again")
 
 
 def _write_config(out: Path, cfg, train_ds: FolderDataset, val_ds: FolderDataset, spec, screening, precision) -> None:
@@ -265,7 +282,7 @@ def _write_config(out: Path, cfg, train_ds: FolderDataset, val_ds: FolderDataset
         "folders": train_ds.folders,
         "classes": train_ds.classes,
         "kl_grades": train_ds.kl_grades,
-        "screening": screening,
+        "screening": screening.to_dict() if screening else None,
         "preprocess": spec.to_dict(),
         "counts": {"train": train_ds.counts(), "val": val_ds.counts()},
     }

@@ -10,6 +10,12 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from edge_infer.errors import ConfigError
+
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+"""What ``kneeoa train`` writes in its run directory: the best checkpoint and its configuration."""
+
 HEAD_LAYERS = tuple(f"mixed{i}" for i in range(11))
 """InceptionV3 blocks the classification head may sit on."""
 
@@ -20,7 +26,7 @@ grade get target mass ``∝ exp(-sord_alpha · Δgrade²)``."""
 PRECISIONS = ("auto", "float32", "bfloat16")
 """``auto`` picks ``bfloat16`` (Keras ``mixed_bfloat16``; the output layers stay float32) on a
 CPU with AMX (``amx_bf16`` in ``/proc/cpuinfo``), where it was measured 1.4–2× faster per step,
-and ``float32`` elsewhere; see :func:`train.precision.resolve_precision`."""
+and ``float32`` elsewhere; see :func:`kneeoa_train.precision.resolve_precision`."""
 INTENSITIES = ("stored", "percentile")
 """The preprocessing intensity contract the model is trained with (see
 :func:`edge_infer.preprocess.standardize_intensity`)."""
@@ -91,25 +97,25 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.input_size < 75:
-            raise ValueError(f"input_size must be at least 75 for InceptionV3, got {self.input_size}")
+            raise ConfigError(f"input_size must be at least 75 for InceptionV3, got {self.input_size}")
         if self.head_layer not in HEAD_LAYERS:
-            raise ValueError(f"head_layer must be one of {', '.join(HEAD_LAYERS)}, got {self.head_layer!r}")
+            raise ConfigError(f"head_layer must be one of {', '.join(HEAD_LAYERS)}, got {self.head_layer!r}")
         if self.class_weight not in CLASS_WEIGHT_MODES:
-            raise ValueError(f"class_weight must be one of {CLASS_WEIGHT_MODES}, got {self.class_weight!r}")
+            raise ConfigError(f"class_weight must be one of {CLASS_WEIGHT_MODES}, got {self.class_weight!r}")
         if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+            raise ConfigError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.sord_alpha <= 0:
-            raise ValueError(f"sord_alpha must be positive, got {self.sord_alpha}")
+            raise ConfigError(f"sord_alpha must be positive, got {self.sord_alpha}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.intensity not in INTENSITIES:
-            raise ValueError(f"intensity must be one of {INTENSITIES}, got {self.intensity!r}")
+            raise ConfigError(f"intensity must be one of {INTENSITIES}, got {self.intensity!r}")
         if self.select_metric not in SELECT_METRICS:
-            raise ValueError(f"select_metric must be one of {SELECT_METRICS}, got {self.select_metric!r}")
+            raise ConfigError(f"select_metric must be one of {SELECT_METRICS}, got {self.select_metric!r}")
         if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be at least 1, got {self.epochs} and {self.batch_size}")
+            raise ConfigError(f"epochs and batch_size must be at least 1, got {self.epochs} and {self.batch_size}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,13 +128,38 @@ class TrainConfig:
         """Build a config from an optional JSON file, then flags that are not ``None``."""
         base: dict = {}
         if config_file:
-            base = json.loads(Path(config_file).read_text())
+            base = _read_config_file(Path(config_file))
             known = {f.name for f in fields(cls)}
             unknown = sorted(set(base) - known)
             if unknown:
-                raise ValueError(f"{config_file}: unknown config keys {unknown}")
+                raise ConfigError(f"{config_file}: unknown config keys {unknown}")
         base.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**base)
+        try:
+            return cls(**base)
+        except ConfigError as e:
+            raise ConfigError(
+                f"{config_file}: {e}" if config_file and _from_file(e, base, overrides) else str(e)
+            ) from None
+        except TypeError as e:  # a value of the wrong type, e.g. "epochs": "ten"
+            raise ConfigError(f"{config_file or 'config'}: {e}") from None
+
+
+def _read_config_file(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file ({e.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must hold a JSON object of options, got {type(data).__name__}")
+    return data
+
+
+def _from_file(error: ConfigError, base: dict, overrides: dict) -> bool:
+    """Whether the invalid value came from the config file (not overridden by a flag)."""
+    flagged = {k for k, v in overrides.items() if v is not None}
+    return any(key in str(error) for key in set(base) - flagged)
 
 
 _CLI_SKIP = {"train_dir", "val_dir", "out_dir"}

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import TrainSetupError
+
 GAP_LAYER = "gap"
 HIDDEN_LAYER = "hidden"
 LOGITS_LAYER = "logits"
@@ -25,7 +27,7 @@ def resolve_weights(weights: str) -> str | None:
     """Translate the ``--weights`` option for ``keras.applications``.
 
     Raises:
-        FileNotFoundError: when a weights path is given and does not exist.
+        TrainSetupError: when a weights path is given and does not exist.
     """
     if weights in NO_WEIGHTS:
         return None
@@ -33,7 +35,7 @@ def resolve_weights(weights: str) -> str | None:
         return "imagenet"
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: weights file not found (use 'imagenet', 'none' or a file path)")
+        raise TrainSetupError(f"{path}: weights file not found (use 'imagenet', 'none' or a file path)")
     return str(path)
 
 
@@ -61,9 +63,7 @@ def build_model(
     import keras
 
     inputs = keras.Input((input_size, input_size, 3), name=INPUT_NAME)
-    base = keras.applications.InceptionV3(
-        include_top=False, weights=resolve_weights(weights), input_tensor=inputs
-    )
+    base = keras.applications.InceptionV3(include_top=False, weights=resolve_weights(weights), input_tensor=inputs)
     x = keras.layers.GlobalAveragePooling2D(name=GAP_LAYER)(base.get_layer(head_layer).output)
     if hidden_units:
         x = keras.layers.Dense(hidden_units, activation="relu", name=HIDDEN_LAYER)(x)

@@ -1,6 +1,7 @@
-"""Folder datasets: discovery, class-balanced sampling and in-memory loading.
+"""Labelled folder datasets (one sub-folder per class): discovery, class-balanced draws and loading.
 
-Images go through :mod:`edge_infer.preprocess`, the same code the device runs.
+No TensorFlow: training, conversion, evaluation and the benchmarks all scan data through this
+module, and images go through :mod:`edge_infer.preprocess`, the same code the device runs.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_infer.errors import InputImageError
-from edge_infer.labels import classes_from_folders
-from edge_infer.preprocess import IMAGE_SUFFIXES, PreprocessSpec, is_image_file, load_grayscale, prepare_gray
+from .errors import DatasetError, InputImageError
+from .labels import classes_from_folders
+from .preprocess import IMAGE_SUFFIXES, PreprocessSpec, is_image_file, load_grayscale, prepare_gray
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +56,16 @@ def scan_class_folders(root: str | Path, folders: list[str] | None = None) -> Fo
             validation data); by default every sub-folder, sorted.
 
     Raises:
-        FileNotFoundError: when ``root`` or an expected class folder is missing, or no image is found.
+        DatasetError: when ``root`` or an expected class folder is missing, or no image is found.
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: dataset folder not found")
+        raise DatasetError(f"{root}: dataset folder not found")
     found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     folders = sorted(folders) if folders is not None else found
     missing = [f for f in folders if f not in found]
     if missing or not folders:
-        raise FileNotFoundError(f"{root}: expected class sub-folders {folders or '(any)'}, found {found}")
+        raise DatasetError(f"{root}: expected class sub-folders {folders or '(any)'}, found {found}")
     classes, kl = classes_from_folders(folders)
     paths, labels = [], []
     for idx, name in enumerate(folders):
@@ -72,7 +73,7 @@ def scan_class_folders(root: str | Path, folders: list[str] | None = None) -> Fo
         paths += files
         labels += [idx] * len(files)
     if not paths:
-        raise FileNotFoundError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) in the class folders")
+        raise DatasetError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) in the class folders")
     return FolderDataset(root, folders, classes, kl, paths, np.asarray(labels, np.int64))
 
 
@@ -117,13 +118,3 @@ def load_images(paths: list[Path], spec: PreprocessSpec | int, workers: int = 4)
     size = spec.size if isinstance(spec, PreprocessSpec) else spec
     stack = np.stack([images[i] for i in ok]) if len(ok) else np.zeros((0, size, size), np.uint8)
     return stack, ok
-
-
-def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> np.ndarray:
-    """Per-class loss weights, normalised so the average sample weight is 1."""
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    if mode == "none":
-        return np.ones(n_classes)
-    power = 0.5 if mode == "sqrt" else 1.0
-    w = np.where(counts > 0, (counts.sum() / np.maximum(counts, 1)) ** power, 0.0)
-    return w / (w[labels].mean())

@@ -28,8 +28,9 @@ def _blue(fraction: float) -> tuple[int, int, int]:
     return tuple(int(v) for v in start + (end - start) * f)
 
 
-def confusion_matrix_png(cm: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path, title: str,
-                         subtitle: str = "") -> Path:
+def confusion_matrix_png(
+    cm: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path, title: str, subtitle: str = ""
+) -> Path:
     """Counts with row-normalised shading (each row is one true class: its recall is on the diagonal)."""
     cm = np.asarray(cm, np.int64)
     n = len(classes)
@@ -56,8 +57,16 @@ def confusion_matrix_png(cm: Sequence[Sequence[int]], classes: Sequence[str], pa
     return _save(img, path)
 
 
-def roc_png(fpr: np.ndarray, tpr: np.ndarray, auc: float, operating: tuple[float, float] | None,
-            path: str | Path, title: str, subtitle: str = "", operating_label: str = "") -> Path:
+def roc_png(
+    fpr: np.ndarray,
+    tpr: np.ndarray,
+    auc: float,
+    operating: tuple[float, float] | None,
+    path: str | Path,
+    title: str,
+    subtitle: str = "",
+    operating_label: str = "",
+) -> Path:
     """The ROC curve with the chance diagonal and, when given, the operating point.
 
     Text is ASCII: Pillow's built-in font has no ≥ or − glyphs."""
@@ -77,7 +86,7 @@ def roc_png(fpr: np.ndarray, tpr: np.ndarray, auc: float, operating: tuple[float
         _text(d, (left - 6, xy(0, t)[1]), f"{t:.1f}", 11, GREY, anchor="rm")
     d.rectangle([xy(0, 1), xy(1, 0)], outline=GREY)
     _dashed(d, xy(0, 0), xy(1, 1), GREY)
-    d.line([xy(f, t) for f, t in zip(fpr, tpr)], fill=BLUE, width=3, joint="curve")
+    d.line([xy(f, t) for f, t in zip(fpr, tpr, strict=True)], fill=BLUE, width=3, joint="curve")
     if operating is not None:
         ox, oy = xy(*operating)
         d.ellipse([ox - 6, oy - 6, ox + 6, oy + 6], fill=RED)
@@ -88,8 +97,9 @@ def roc_png(fpr: np.ndarray, tpr: np.ndarray, auc: float, operating: tuple[float
     return _save(img, path)
 
 
-def scatter_png(points: Sequence[tuple[float, float, str]], path: str | Path, title: str,
-                x_label: str, y_label: str) -> Path:
+def scatter_png(
+    points: Sequence[tuple[float, float, str]], path: str | Path, title: str, x_label: str, y_label: str
+) -> Path:
     """Labelled points on linear axes from zero (e.g. latency against file size)."""
     w, h, left, top = 520, 340, 70, 60
     img = Image.new("RGB", (left + w + 170, top + h + 56), WHITE)

@@ -7,8 +7,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from train.model import GAP_LAYER, INPUT_NAME, head_weights
-from train.trainer import CONFIG_FILE
+from kneeoa_train.config import CONFIG_FILE
+from kneeoa_train.model import GAP_LAYER, INPUT_NAME, head_weights
+
+from .errors import ConvertError
 
 PROBS_OUTPUT = "probabilities"
 FEATURES_OUTPUT = "features"
@@ -36,15 +38,15 @@ def load_source(model_path: str | Path) -> SourceModel:
     """Load ``model.keras`` and the ``config.json`` that ``kneeoa train`` wrote beside it.
 
     Raises:
-        FileNotFoundError: when the config is missing.
-        ValueError: when the model has no ``gap`` layer (not a model ``kneeoa train`` built).
+        ConvertError: when the config is missing, or the model has no ``gap`` layer (not a model
+            ``kneeoa train`` built).
     """
     import keras
 
     path = Path(model_path)
     config_path = path.with_name(CONFIG_FILE)
     if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path}: training config not found beside {path.name} (written by `kneeoa train`)")
+        raise ConvertError(f"{config_path}: training config not found beside {path.name} (written by `kneeoa train`)")
     config = json.loads(config_path.read_text())
     model = keras.saving.load_model(path, compile=False)
     feature_layer = config["train"]["head_layer"]
@@ -58,9 +60,9 @@ def _check_head(model, feature_layer: str, path: Path) -> None:
         pooled = model.get_layer(GAP_LAYER).input
         features = model.get_layer(feature_layer).output
     except ValueError as e:
-        raise ValueError(f"{path}: not a model built by `kneeoa train` ({e})") from None
+        raise ConvertError(f"{path}: not a model built by `kneeoa train` ({e})") from None
     if pooled is not features:
-        raise ValueError(f"{path}: the {GAP_LAYER!r} layer does not pool {feature_layer!r} as config.json says")
+        raise ConvertError(f"{path}: the {GAP_LAYER!r} layer does not pool {feature_layer!r} as config.json says")
 
 
 def two_output_model(model):

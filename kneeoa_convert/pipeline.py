@@ -13,18 +13,19 @@ from pathlib import Path
 import numpy as np
 
 from edge_infer.formats import FORMATS, Engine, ModelFormat
-from edge_infer.labels import positive_indices
-from edge_infer.metrics import json_safe
 from edge_infer.manifest import MANIFEST_FILE, SCHEMA_VERSION, load_manifest, sha256_file
+from edge_infer.metrics import json_safe
 from edge_infer.preprocess import PreprocessSpec
 from edge_infer.runtimes import open_runtime
+from edge_infer.screening import Screening
 
 from .calibration import ImageSample, draw_sample
+from .errors import ConvertError, ParityFloorError
 from .model_card import write_model_card
 from .onnx_export import OPSET, export_onnx_fp32, quantize_onnx_int8
 from .parity import keras_reference, measure_parity, pairwise_agreement
 from .source import FEATURES_OUTPUT, PROBS_OUTPUT, SourceModel, load_source, model_gflop
-from .tflite_export import export_tflite
+from .tflite_export import convert_saved_model, write_saved_model
 
 log = logging.getLogger(__name__)
 
@@ -77,29 +78,58 @@ class ConvertOptions:
     notes: str | None = None
 
 
-class ParityFloorError(ValueError):
-    """One or more formats fell below the parity floors; the rest were written."""
+@dataclass
+class _Exports:
+    """One conversion's work folder and the intermediate exports its formats share, each made at
+    most once: the float32 ONNX that int8 quantizes from, and the SavedModel that every TFLite
+    variant converts from.
+
+    Attributes:
+        src: The model being converted.
+        work: Temporary folder, removed when the conversion ends.
+        onnx_fp32: The float32 ONNX written by this run (in ``out_dir`` or ``work``), if any.
+        saved_model: The SavedModel written by this run into ``work``, if any.
+    """
+
+    src: SourceModel
+    work: Path
+    onnx_fp32: Path | None = None
+    saved_model: Path | None = None
+
+    def write_onnx_fp32(self, path: Path) -> Path:
+        """Export the float32 ONNX to ``path`` and remember it as this run's."""
+        self.onnx_fp32 = export_onnx_fp32(self.src.export, self.src.input_size, path)
+        return self.onnx_fp32
+
+    def float_onnx(self) -> Path:
+        """This run's float32 ONNX (never a stale file left in ``out_dir`` by an earlier run)."""
+        return self.onnx_fp32 or self.write_onnx_fp32(self.work / "fp32.onnx")
+
+    def tflite_source(self) -> Path:
+        """The SavedModel the TFLite variants convert from, written on the first call."""
+        if self.saved_model is None:
+            self.saved_model = write_saved_model(self.src.export, self.src.input_size, self.work / "saved_model")
+        return self.saved_model
 
 
-def _write_format(fmt: ModelFormat, src: SourceModel, out_dir: Path, calib: ImageSample | None, work: Path) -> Path:
+def _write_format(fmt: ModelFormat, out_dir: Path, calib: ImageSample | None, exports: _Exports) -> Path:
     path = out_dir / fmt.filename
-    size = src.input_size
     if fmt.engine is Engine.LITERT:
-        return export_tflite(src.export, size, path, fmt.variant, calib.x if calib else None)
+        return convert_saved_model(exports.tflite_source(), path, fmt.variant, calib.x if calib else None)
     if fmt.variant == "fp32":
-        return export_onnx_fp32(src.export, size, path)
-    # Quantize from a float32 export of this run (never a stale file left in out_dir).
-    fp32 = work / "fp32.onnx"
-    if not fp32.exists():
-        export_onnx_fp32(src.export, size, fp32)
-    return quantize_onnx_int8(fp32, path, calib.x)
+        return exports.write_onnx_fp32(path)
+    return quantize_onnx_int8(exports.float_onnx(), path, calib.x)
 
 
 def _quantization_info(fmt: ModelFormat, calib: ImageSample | None) -> dict:
     info = {"precision": fmt.precision, "method": fmt.description}
     if fmt.calibrated:
-        info["calibration"] = {"images": int(len(calib.x)), "source": calib.source, "per_class": calib.counts,
-                               "draw": "class-balanced, shuffled"}
+        info["calibration"] = {
+            "images": len(calib.x),
+            "source": calib.source,
+            "per_class": calib.counts,
+            "draw": "class-balanced, shuffled",
+        }
     return info
 
 
@@ -107,8 +137,9 @@ def convert_model(model_path: str | Path, out_dir: str | Path, opts: ConvertOpti
     """Convert a ``kneeoa train`` model to ``opts.formats`` and write ``out_dir/manifest.json``.
 
     Raises:
-        FileNotFoundError: missing model config or image folders.
-        ValueError: calibration images needed but not given; unknown format.
+        DatasetError: missing or empty image folders.
+        ConvertError: missing model config, calibration images needed but not given.
+        ParityFloorError: formats below the parity floors (the others are written).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -116,8 +147,10 @@ def convert_model(model_path: str | Path, out_dir: str | Path, opts: ConvertOpti
     needs_calibration = any(FORMATS[n].calibrated for n in names)
     verify_dir = opts.verify_dir or opts.calibration_dir
     if verify_dir is None or (needs_calibration and opts.calibration_dir is None):
-        raise ValueError("give --calibration DIR (real images in class sub-folders): int8 formats are calibrated "
-                         "on it and every format is checked against Keras on it (or on --verify DIR)")
+        raise ConvertError(
+            "give --calibration DIR (real images in class sub-folders): int8 formats are calibrated "
+            "on it and every format is checked against Keras on it (or on --verify DIR)"
+        )
     src = load_source(model_path)
     spec = PreprocessSpec.from_dict(src.config["preprocess"])
     calib = draw_sample(opts.calibration_dir, opts.calibration_size, spec, opts.seed) if needs_calibration else None
@@ -125,14 +158,17 @@ def convert_model(model_path: str | Path, out_dir: str | Path, opts: ConvertOpti
     np.savez(out_dir / HEAD_FILE, **ref.head)
     artifacts, predictions = {}, {}
     with tempfile.TemporaryDirectory() as work:
+        exports = _Exports(src, Path(work))
         for name in names:
-            artifacts[name], predictions[name] = _build_artifact(FORMATS[name], src, spec, out_dir, calib, ref, Path(work))
-    rejected = _apply_floors(artifacts, opts)
+            artifacts[name], predictions[name] = _build_artifact(FORMATS[name], spec, out_dir, calib, ref, exports)
+    rejected = apply_floors(artifacts, opts)
     dropped = {n: {"reason": why, **artifacts.pop(n)} for n, why in rejected.items()}
     for name in [n for n in artifacts if opts.ship is not None and n not in opts.ship]:
         size = artifacts[name]["bytes"] / 1e6
-        why = (f"left out by --ship ({FORMATS[name].precision}, {size:.1f} MB); "
-               f"rebuild it with `kneeoa convert {src.path.name} --formats {name}`")
+        why = (
+            f"left out by --ship ({FORMATS[name].precision}, {size:.1f} MB); "
+            f"rebuild it with `kneeoa convert {src.path.name} --formats {name}`"
+        )
         dropped[name] = {"reason": why, **artifacts.pop(name)}
     for entry in dropped.values():
         (out_dir / entry["file"]).unlink(missing_ok=True)
@@ -140,7 +176,9 @@ def convert_model(model_path: str | Path, out_dir: str | Path, opts: ConvertOpti
         raise ParityFloorError(f"{out_dir}: no format left to ship: {rejected or 'none of --ship was written'}")
     manifest = _manifest(src, spec, ref.features.shape[1:], artifacts, out_dir, opts)
     manifest["agreement_between_formats"] = pairwise_agreement({n: predictions[n] for n in artifacts})
-    manifest["dropped_formats"] = {n: {k: v for k, v in e.items() if k not in ("file", "sha256")} for n, e in dropped.items()}
+    manifest["dropped_formats"] = {
+        n: {k: v for k, v in e.items() if k not in ("file", "sha256")} for n, e in dropped.items()
+    }
     path = out_dir / MANIFEST_FILE
     path.write_text(json.dumps(json_safe(manifest), indent=2, allow_nan=False) + "\n")
     load_manifest(out_dir)  # what we wrote must be what the device accepts
@@ -153,7 +191,7 @@ def convert_model(model_path: str | Path, out_dir: str | Path, opts: ConvertOpti
     return path
 
 
-def _apply_floors(artifacts: dict, opts: ConvertOptions) -> dict[str, str]:
+def apply_floors(artifacts: dict, opts: ConvertOptions) -> dict[str, str]:
     """Formats below the parity floors, with the reason."""
     rejected = {}
     for name, art in artifacts.items():
@@ -178,38 +216,51 @@ class _Reference:
     probs: np.ndarray
     features: np.ndarray
     head: dict
-    positive: list[int] | None
+    screening: Screening | None
 
 
 def _reference(src: SourceModel, sample: ImageSample) -> _Reference:
     classes = src.config["classes"]
     if sample.classes != classes:
-        raise ValueError(f"{sample.source}: classes {sample.classes} differ from the model's {classes}")
-    positive = positive_indices(classes, src.config.get("screening"))
+        raise ConvertError(f"{sample.source}: classes {sample.classes} differ from the model's {classes}")
+    screening = Screening.from_dict(src.config["screening"], classes) if src.config.get("screening") else None
     probs, feats = keras_reference(src.export, sample.x)
-    return _Reference(sample, probs, feats, src.head(), positive)
+    return _Reference(sample, probs, feats, src.head(), screening)
 
 
-def _build_artifact(fmt: ModelFormat, src: SourceModel, spec: PreprocessSpec, out_dir: Path,
-                    calib: ImageSample | None, ref: _Reference, work: Path) -> tuple[dict, np.ndarray]:
+def _build_artifact(
+    fmt: ModelFormat, spec: PreprocessSpec, out_dir: Path, calib: ImageSample | None, ref: _Reference, exports: _Exports
+) -> tuple[dict, np.ndarray]:
     """Write one format, run it on the edge runtime against Keras, and describe it for the manifest."""
     t0 = time.perf_counter()
-    path = _write_format(fmt, src, out_dir, calib, work)
+    path = _write_format(fmt, out_dir, calib, exports)
     seconds = time.perf_counter() - t0
     outputs = {"probabilities": PROBS_OUTPUT, "features": FEATURES_OUTPUT}
     shapes = {"probabilities": (None, ref.probs.shape[1]), "features": (None, *ref.features.shape[1:])}
     with open_runtime(fmt, path, outputs, (None, spec.size, spec.size, spec.channels), shapes) as rt:
-        parity, probs = measure_parity(rt, ref.sample.x, ref.sample.labels, ref.probs, ref.features, ref.head, ref.positive,
-                                       threshold=(src.config.get("screening") or {}).get("threshold", 0.5))
+        parity, probs = measure_parity(
+            rt, ref.sample.x, ref.sample.labels, ref.probs, ref.features, ref.head, ref.screening
+        )
     parity["source"] = ref.sample.source
     parity["source_images"] = ref.sample.folder_total
-    log.info("%s: %s, %.1f MB, top-1 agreement %.3f, max |Δp| %.4f, Grad-CAM r %.3f, accuracy %.3f",
-             fmt.name, path.name, path.stat().st_size / 1e6, parity["top1_agreement"], parity["max_abs_dp"],
-             parity["gradcam_r_mean"], parity["accuracy"])
+    log.info(
+        "%s: %s, %.1f MB, top-1 agreement %.3f, max |Δp| %.4f, Grad-CAM r %.3f, accuracy %.3f",
+        fmt.name,
+        path.name,
+        path.stat().st_size / 1e6,
+        parity["top1_agreement"],
+        parity["max_abs_dp"],
+        parity["gradcam_r_mean"],
+        parity["accuracy"],
+    )
     return {
-        "file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
-        "engine": fmt.engine.value, "quantization": _quantization_info(fmt, calib),
-        "parity_vs_keras": parity, "convert_seconds": round(seconds, 1),
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+        "engine": fmt.engine.value,
+        "quantization": _quantization_info(fmt, calib),
+        "parity_vs_keras": parity,
+        "convert_seconds": round(seconds, 1),
     }, probs
 
 
@@ -231,7 +282,9 @@ def earlier_stages(train_cfg: dict, limit: int = 8) -> list[dict]:
         run = Path(cfg["init_from"]).parent
         config_path = run / "config.json"
         if not config_path.is_file():
-            stages.append({"config": None, "init_from": cfg["init_from"], "note": "run directory not found at conversion"})
+            stages.append(
+                {"config": None, "init_from": cfg["init_from"], "note": "run directory not found at conversion"}
+            )
             break
         cfg = json.loads(config_path.read_text())["train"]
         metrics = run / "metrics.json"
@@ -239,7 +292,9 @@ def earlier_stages(train_cfg: dict, limit: int = 8) -> list[dict]:
     return stages[::-1]
 
 
-def _manifest(src: SourceModel, spec: PreprocessSpec, feature_shape, artifacts: dict, out_dir: Path, opts: ConvertOptions) -> dict:
+def _manifest(
+    src: SourceModel, spec: PreprocessSpec, feature_shape, artifacts: dict, out_dir: Path, opts: ConvertOptions
+) -> dict:
     cfg = src.config
     train_cfg = cfg.get("train", {})
     metrics_path = src.path.with_name("metrics.json")
@@ -255,10 +310,15 @@ def _manifest(src: SourceModel, spec: PreprocessSpec, feature_shape, artifacts: 
         "preprocess": spec.to_dict(),
         "outputs": {
             "probabilities": {"name": PROBS_OUTPUT, "shape": [None, len(cfg["classes"])], "activation": "softmax"},
-            "features": {"name": FEATURES_OUTPUT, "shape": [None, *[int(v) for v in feature_shape]], "layer": src.feature_layer},
+            "features": {
+                "name": FEATURES_OUTPUT,
+                "shape": [None, *[int(v) for v in feature_shape]],
+                "layer": src.feature_layer,
+            },
         },
         "gradcam_head": {
-            "file": HEAD_FILE, "sha256": sha256_file(out_dir / HEAD_FILE),
+            "file": HEAD_FILE,
+            "sha256": sha256_file(out_dir / HEAD_FILE),
             "architecture": "global average pooling -> [Dense+ReLU] -> Dense (logits) -> softmax",
             "method": "exact Grad-CAM from the feature map and the head's weights (edge_infer.gradcam)",
         },
@@ -266,12 +326,20 @@ def _manifest(src: SourceModel, spec: PreprocessSpec, feature_shape, artifacts: 
         "default_format": _default_format(list(artifacts), opts.default_format),
         "conversion": {
             "command": opts.command or "kneeoa convert (called from Python)",
-            "calibration_size": opts.calibration_size, "verify_size": opts.verify_size, "seed": opts.seed,
+            "calibration_size": opts.calibration_size,
+            "verify_size": opts.verify_size,
+            "seed": opts.seed,
         },
-        "compute": {"gflop_per_image": round(model_gflop(src.model), 4),
-                    "counted": "2 x multiply-adds of the convolutions and dense layers, batch 1"},
-        "source_model": {"file": src.path.name, "sha256": sha256_file(src.path), "bytes": src.path.stat().st_size,
-                         "onnx_opset": OPSET},
+        "compute": {
+            "gflop_per_image": round(model_gflop(src.model), 4),
+            "counted": "2 x multiply-adds of the convolutions and dense layers, batch 1",
+        },
+        "source_model": {
+            "file": src.path.name,
+            "sha256": sha256_file(src.path),
+            "bytes": src.path.stat().st_size,
+            "onnx_opset": OPSET,
+        },
         "notes": opts.notes,
         "training": {
             "config": train_cfg,

@@ -20,7 +20,9 @@ def export_onnx_fp32(export_model, size: int, path: Path, log_file: str = os.dev
     import tf2onnx
 
     with native_output_to(log_file, stdout=True, stderr=True):
-        tf2onnx.convert.from_keras(export_model, input_signature=input_signature(size), opset=OPSET, output_path=str(path))
+        tf2onnx.convert.from_keras(
+            export_model, input_signature=input_signature(size), opset=OPSET, output_path=str(path)
+        )
     return path
 
 
@@ -40,7 +42,9 @@ FLOAT_STEM_CONVS = 2
 """Leading convolutions kept in float32 by :func:`quantize_onnx_int8` (see its measurements)."""
 
 
-def quantize_onnx_int8(fp32_path: Path, path: Path, calibration: np.ndarray, float_convs: int = FLOAT_STEM_CONVS) -> Path:
+def quantize_onnx_int8(
+    fp32_path: Path, path: Path, calibration: np.ndarray, float_convs: int = FLOAT_STEM_CONVS
+) -> Path:
     """Static QDQ quantization: per-channel int8 weights, uint8 activations, percentile calibration,
     the first ``float_convs`` convolutions and the softmax left in float32.
 
@@ -74,10 +78,9 @@ def quantize_onnx_int8(fp32_path: Path, path: Path, calibration: np.ndarray, flo
     The input convolution sees raw pixels and the one after it the stem's widest activations;
     both lose the most to 8 bits.
     """
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    import onnx
 
     graph = onnx.load(str(fp32_path), load_external_data=False).graph
     input_name = graph.input[0].name

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge_infer.classifier import device_probabilities
 from edge_infer.gradcam import gradcam_from_features
-from edge_infer.metrics import classification_summary, screening_at_threshold
+from edge_infer.metrics import classification_summary, screening_at_threshold, top1_agreement
 from edge_infer.runtimes import Runtime
-
+from edge_infer.screening import Screening
 
 CONFIDENT_MARGIN = 0.1
 """Gap between Keras's two most probable classes above which a knee counts as a clear call."""
@@ -30,37 +31,55 @@ def keras_reference(export_model, x: np.ndarray, batch_size: int = 32) -> tuple[
     return np.asarray(probs), np.asarray(feats)
 
 
-def measure_parity(runtime: Runtime, x: np.ndarray, labels: np.ndarray, ref_probs: np.ndarray,
-                   ref_features: np.ndarray, head: dict[str, np.ndarray],
-                   positive: list[int] | None = None, threshold: float = 0.5) -> tuple[dict, np.ndarray]:
+def measure_parity(
+    runtime: Runtime,
+    x: np.ndarray,
+    labels: np.ndarray,
+    ref_probs: np.ndarray,
+    ref_features: np.ndarray,
+    head: dict[str, np.ndarray],
+    screening: Screening | None = None,
+) -> tuple[dict, np.ndarray]:
     """Run ``runtime`` on each image and compare with the Keras reference.
+
+    The format's probabilities are taken as the device reports them
+    (:func:`edge_infer.classifier.device_probabilities`), so every figure is of what ``edge-infer``
+    prints.
 
     Returns:
         The figures, and this format's ``(n, classes)`` probabilities. Figures: ``n``, ``top1_agreement``, ``mean_abs_dp``, ``max_abs_dp`` (probabilities),
         ``gradcam_r_mean``/``gradcam_r_min`` (Pearson r of the numpy Grad-CAM from this format's
         feature map vs from Keras's, for the Keras top class), ``keras_accuracy``, and this
         format's own figures on the labelled images (``accuracy``, ``quadratic_weighted_kappa``,
-        ``screening_auc``, ``sensitivity`` and ``specificity`` at ``threshold`` for the
-        ``positive`` classes, …).
+        ``screening_auc``, ``sensitivity`` and ``specificity`` at the screening threshold, …).
     """
     probs, rs = [], []
     for i in range(len(x)):
         out = runtime.run(x[i : i + 1])
         probs.append(out["probabilities"][0])
         top = int(ref_probs[i].argmax())
-        rs.append(pearson(gradcam_from_features(out["features"][0], head, top),
-                          gradcam_from_features(ref_features[i], head, top)))
-    probs = np.asarray(probs, np.float64)
+        rs.append(
+            pearson(
+                gradcam_from_features(out["features"][0], head, top), gradcam_from_features(ref_features[i], head, top)
+            )
+        )
+    probs = device_probabilities(np.asarray(probs))
     dp = np.abs(probs - ref_probs)
     agree = probs.argmax(1) == ref_probs.argmax(1)
     top2 = np.sort(ref_probs, axis=1)[:, -2:]
     confident = (top2[:, 1] - top2[:, 0]) >= CONFIDENT_MARGIN
-    screening = {}
-    if positive:
-        at = screening_at_threshold(np.isin(labels, positive), probs[:, positive].sum(1), threshold)
-        screening = {"screening_threshold": threshold, "sensitivity": at["sensitivity"], "specificity": at["specificity"]}
+    calls = {}
+    if screening:
+        at = screening_at_threshold(
+            np.isin(labels, screening.positive_indices), screening.score(probs), screening.threshold
+        )
+        calls = {
+            "screening_threshold": screening.threshold,
+            "sensitivity": at["sensitivity"],
+            "specificity": at["specificity"],
+        }
     return {
-        "n": int(len(x)),
+        "n": len(x),
         "top1_agreement": float(agree.mean()),
         # Disagreements concentrate where Keras itself hesitates between two grades.
         "top1_agreement_when_keras_margin_ge_0.1": float(agree[confident].mean()) if confident.any() else None,
@@ -70,8 +89,8 @@ def measure_parity(runtime: Runtime, x: np.ndarray, labels: np.ndarray, ref_prob
         "gradcam_r_mean": float(np.mean(rs)),
         "gradcam_r_min": float(np.min(rs)),
         "keras_accuracy": float((ref_probs.argmax(1) == labels).mean()),
-        **{k: v for k, v in classification_summary(labels, probs, positive).items() if k != "n"},
-        **screening,
+        **{k: v for k, v in classification_summary(labels, probs, screening).items() if k != "n"},
+        **calls,
     }, probs
 
 
@@ -79,6 +98,7 @@ def pairwise_agreement(predictions: dict[str, np.ndarray]) -> dict[str, float]:
     """Top-1 agreement between every pair of formats' ``(n, classes)`` probabilities."""
     names = list(predictions)
     return {
-        f"{a} vs {b}": float((predictions[a].argmax(1) == predictions[b].argmax(1)).mean())
-        for i, a in enumerate(names) for b in names[i + 1 :]
+        f"{a} vs {b}": top1_agreement(predictions[a].argmax(1), predictions[b].argmax(1))
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
     }

@@ -1,0 +1,208 @@
+"""The one batch engine: inputs in, a stream of typed results out, in input order.
+
+``edge-infer``, :meth:`Classifier.predict_many`, ``kneeoa evaluate`` and ``kneeoa bench`` all run
+batches through :func:`run_batch`; they only format what it yields. Per batch:
+
+- the next images are decoded and preprocessed in a background thread while the network runs
+  (:func:`edge_infer.pipeline.prefetched`);
+- heatmap PNGs, when asked for, are written in a second thread, at most
+  :data:`MAX_PENDING_HEATMAPS` waiting;
+- one bad input never stops the batch: it becomes a :class:`BatchResult` with an ``error``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import InputImageError, failure_message
+from .pipeline import DEFAULT_DEPTH, prefetched
+from .preprocess import IMAGE_SUFFIXES, is_image_file
+
+if TYPE_CHECKING:
+    from .classifier import Classifier, Prediction
+
+MAX_PENDING_HEATMAPS = 4
+"""Overlays waiting to be written; bounds memory when writing is slower than inference."""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What became of one input.
+
+    Exactly one of ``prediction`` and ``error`` is set.
+
+    Attributes:
+        source: The input as a person reads it: its path, or ``<array N>`` for an in-memory image.
+        prediction: The result, or ``None`` when the input failed.
+        heatmap: Path of the heatmap PNG written for it, if any.
+        error: One line naming the input and the problem, when it failed.
+        exception: The exception behind ``error`` (for callers that dispatch on its type).
+        item: The input exactly as given (a path, an array, or a caller's ``InputImageError``).
+    """
+
+    source: str
+    prediction: Prediction | None = None
+    heatmap: str | None = None
+    error: str | None = None
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
+    item: object = field(default=None, compare=False, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_record(self) -> dict:
+        """The JSON record ``edge-infer --json`` prints for this input."""
+        if self.prediction is None:
+            return {"input": self.source, "error": self.error}
+        return self.prediction.to_record(self.source, self.heatmap)
+
+
+def expand_inputs(inputs: Iterable[Path]) -> Iterator[Path | InputImageError]:
+    """Files as given; folders expanded recursively to their image files (by ending, plus DICOM
+    files without one, as PACS exports name them), sorted. A folder with no image file yields an
+    :class:`InputImageError` in its place, so it is reported, not skipped."""
+    for item in inputs:
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.is_file() and is_image_file(p))
+            yield from found or [InputImageError(item, f"folder holds no image files ({' '.join(IMAGE_SUFFIXES)})")]
+        else:
+            yield item
+
+
+class HeatmapWriter:
+    """Writes ``<stem>_gradcam.png`` overlays, never overwriting one from the same run."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._used: set[str] = set()
+
+    def reserve(self, source: Path) -> Path:
+        """The overlay's path for ``source``: unique within the run, claimed in input order."""
+        stem, n = source.stem, 1
+        name = f"{stem}_gradcam.png"
+        while name in self._used:
+            n += 1
+            name = f"{stem}_{n}_gradcam.png"
+        self._used.add(name)
+        return self.directory / name
+
+    @staticmethod
+    def write(path: Path, prediction: Prediction) -> Path:
+        from PIL import Image
+
+        from .gradcam import overlay
+
+        # zlib level 1: a third of the default's time for files about 20% larger (measured on knees).
+        Image.fromarray(overlay(prediction.image, prediction.cam)).save(path, compress_level=1)
+        return path
+
+
+def source_name(item: object, index: int) -> str:
+    """How a result names its input: the path as given, or ``<array N>``."""
+    if isinstance(item, InputImageError):
+        return item.path
+    if isinstance(item, (str, Path)):
+        return str(item)
+    return f"<array {index}>"
+
+
+def run_batch(
+    classifier: Classifier,
+    items: Iterable,
+    heatmap: bool = False,
+    heatmaps: HeatmapWriter | None = None,
+    prefetch: int = DEFAULT_DEPTH,
+) -> Iterator[BatchResult]:
+    """Classify ``items`` (paths, ``uint8`` arrays, or a caller's :class:`InputImageError` to pass
+    through in its place) and yield one :class:`BatchResult` per item, in input order.
+
+    Args:
+        classifier: The loaded classifier.
+        items: Read lazily.
+        heatmap: Compute each Grad-CAM map (``Prediction.cam``).
+        heatmaps: Also write each overlay PNG there (implies ``heatmap``), in a second thread.
+        prefetch: Images prepared ahead in a background thread; 0 decodes in line.
+
+    On ``KeyboardInterrupt`` the results already inferred are finished (their heatmaps written)
+    and yielded before the interrupt propagates; closing the generator early stops both threads.
+    """
+    heatmap = heatmap or heatmaps is not None
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-infer-heatmaps") if heatmaps else None
+    pending: deque[tuple[BatchResult, Future | None]] = deque()
+    try:
+        for result in _infer_all(classifier, items, heatmap, prefetch):
+            if writer and result.prediction is not None:
+                path = heatmaps.reserve(Path(result.source))
+                pending.append((result, writer.submit(_write_heatmap, heatmaps, path, result)))
+            else:
+                pending.append((result, None))
+            while pending and (len(pending) > MAX_PENDING_HEATMAPS or _finished(pending[0])):
+                yield _resolve(pending.popleft())
+        while pending:
+            yield _resolve(pending.popleft())
+    except KeyboardInterrupt:  # finish the heatmaps of what was already inferred (a few), hand those over, stop
+        if writer:
+            writer.shutdown(wait=True)
+        while pending:
+            yield _resolve(pending.popleft())
+        raise
+    finally:
+        if writer:
+            writer.shutdown(wait=True, cancel_futures=True)
+
+
+def _infer_all(classifier: Classifier, items: Iterable, heatmap: bool, prefetch: int) -> Iterator[BatchResult]:
+    """Decode ahead, infer in order; every failure becomes its item's result."""
+    counter = iter(range(1 << 62))
+    numbered = ((next(counter), item) for item in items)
+    with contextlib.closing(prefetched(lambda pair: _prepare(classifier, pair[1]), numbered, prefetch)) as ready:
+        for (index, item), prepared in ready:
+            source = source_name(item, index)
+            if isinstance(prepared, Exception):
+                yield _failed(source, item, prepared)
+                continue
+            try:
+                yield BatchResult(source, classifier.infer(prepared, heatmap), item=item)
+            except Exception as e:  # one image must never take the batch down
+                yield _failed(source, item, e)
+
+
+def _prepare(classifier: Classifier, item):
+    if isinstance(item, InputImageError):
+        raise item
+    return classifier.prepare(item)
+
+
+def _failed(source: str, item: object, error: BaseException) -> BatchResult:
+    return BatchResult(source, error=failure_message(source, error), exception=error, item=item)
+
+
+def _write_heatmap(heatmaps: HeatmapWriter, path: Path, result: BatchResult) -> BatchResult:
+    try:
+        written = heatmaps.write(path, result.prediction)
+    except OSError as e:
+        message = f"{result.source}: cannot write its heatmap {path} ({e.strerror or e})"
+        return BatchResult(result.source, error=message, exception=e, item=result.item)
+    return BatchResult(result.source, result.prediction, heatmap=str(written), item=result.item)
+
+
+def _finished(entry: tuple[BatchResult, Future | None]) -> bool:
+    return entry[1] is None or entry[1].done()
+
+
+def _resolve(entry: tuple[BatchResult, Future | None]) -> BatchResult:
+    result, future = entry
+    if future is None:
+        return result
+    try:
+        return future.result()
+    except Exception as e:  # an unexpected failure while writing: that input's error, the batch goes on
+        return _failed(result.source, result.item, e)

@@ -1,0 +1,1 @@
+"""One module per ``kneeoa`` subcommand, imported only when that subcommand runs."""

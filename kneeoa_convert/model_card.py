@@ -1,0 +1,210 @@
+"""``MODEL_CARD.md`` rendered from ``manifest.json``, so every figure in the card is one that
+``kneeoa convert`` (and ``kneeoa train`` before it) measured and recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge_infer.manifest import MANIFEST_FILE, load_manifest
+from edge_infer.metrics import figure
+from kneeoa_train.config import training_command
+from kneeoa_train.model import NO_WEIGHTS
+
+CARD_FILE = "MODEL_CARD.md"
+
+_fmt = figure
+
+
+def _artifact_rows(m) -> list[str]:
+    rows = [
+        "| format | file | MB | top-1 agreement with Keras (all / clear calls¹) | max abs Δp | Grad-CAM r (mean) | accuracy | kappa | AUC (KL ≥ 2) | sensitivity / specificity² |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, art in m.artifacts.items():
+        p = art.info["parity_vs_keras"]
+        clear = p.get("top1_agreement_when_keras_margin_ge_0.1")
+        rows.append(
+            f"| `{name}` | `{art.file}` | {art.info['bytes'] / 1e6:.1f} | {_fmt(p['top1_agreement'])} / {_fmt(clear)} | "
+            f"{p['max_abs_dp']:.4f} | {_fmt(p['gradcam_r_mean'])} | {_fmt(p['accuracy'])} | "
+            f"{_fmt(p.get('quadratic_weighted_kappa'))} | {_fmt(p.get('screening_auc'))} | "
+            f"{_fmt(p.get('sensitivity'))} / {_fmt(p.get('specificity'))} |"
+        )
+    return rows
+
+
+def _limits(m, cfg: dict, cited: bool) -> list[str]:
+    limits = [
+        "- Trained and validated on single-knee crops"
+        + (" from one cohort (OAI, via the dataset above)" if cited else "")
+        + "; other populations, projections, implants and whole-leg films are outside what it was shown.",
+        "- Figures are on the validation split that also selected the checkpoint; no held-out test split was used.",
+        f"- The feature map is {m.feature_shape[0]}×{m.feature_shape[1]}, so the Grad-CAM heatmap is "
+        + ("coarse." if min(m.feature_shape[:2]) < 8 else "of moderate resolution."),
+    ]
+    if cfg.get("weights") in NO_WEIGHTS:
+        limits.insert(
+            1,
+            "- Trained from scratch (no ImageNet weights were available); expect lower accuracy than "
+            "ImageNet-pretrained models (Chen et al. 2019 reached 69.7% on this dataset's official test split).",
+        )
+    return limits
+
+
+def _model_summary(m, cfg: dict) -> str:
+    d = m.data
+    origin = (
+        "trained from scratch"
+        if cfg.get("weights") in NO_WEIGHTS
+        else f"backbone initialised from {cfg.get('weights')}"
+    )
+    text = (
+        f"InceptionV3 cut at `{d['outputs']['features']['layer']}` ({origin}); head: {d['gradcam_head']['architecture']}. "
+        f"Input {m.preprocess.size}×{m.preprocess.size} px grey ({d['preprocess']['resize']}). "
+        f"Classes: {', '.join(m.classes)}."
+    )
+    if m.screening:
+        s = m.screening
+        text += (
+            f" Screening: {s.positive_label} when the summed probability of {', '.join(s.positive_classes)} "
+            f"({s.rule}) is at least {s.threshold}, else {s.negative_label}."
+        )
+    return text
+
+
+def _dropped_and_agreement(d: dict) -> list[str]:
+    lines = []
+    pairs = d.get("agreement_between_formats") or {}
+    if pairs:
+        lines += [
+            "Top-1 agreement between the shipped formats: " + "; ".join(f"{k} {v:.3f}" for k, v in pairs.items()) + ".",
+            "",
+        ]
+    dropped = d.get("dropped_formats") or {}
+    if dropped:
+        lines += ["Formats measured but not shipped in this directory:", ""]
+        lines += [
+            f"- `{n}` ({e['bytes'] / 1e6:.1f} MB, top-1 agreement {_fmt(e['parity_vs_keras']['top1_agreement'])}, "
+            f"Grad-CAM r {_fmt(e['parity_vs_keras']['gradcam_r_mean'])}): {e['reason']}"
+            for n, e in dropped.items()
+        ]
+        lines.append("")
+    return lines
+
+
+def _model_dir_arg(m) -> str:
+    """``models/<name>`` for a model directory inside a checkout, else its path."""
+    return f"models/{m.model_dir.name}" if m.model_dir.parent.name == "models" else str(m.model_dir)
+
+
+def _training_commands(training: dict) -> list[str]:
+    stages = [st for st in training.get("earlier_stages") or [] if st.get("config")]
+    if not stages:
+        return ["```bash", training_command(training["config"]), "```"]
+    lines = [
+        f"Trained in {len(stages) + 1} stages (progressive resizing): each stage starts from the previous "
+        "stage's selected checkpoint (`--init-from`) at a larger input size.",
+        "",
+        "```bash",
+    ]
+    for st in stages:
+        v = (st.get("validation") or {}).get("val", {})
+        lines += [
+            f"# {st['config']['input_size']} px: selected epoch {(st.get('validation') or {}).get('epoch', 'n/a')}, "
+            f"val accuracy {_fmt(v.get('accuracy'))}, QWK {_fmt(v.get('quadratic_weighted_kappa'))}",
+            training_command(st["config"]),
+        ]
+    return lines + [f"# {training['config']['input_size']} px: this model", training_command(training["config"]), "```"]
+
+
+def render_model_card(model_dir: str | Path) -> str:
+    """The card as Markdown, from the model directory's manifest."""
+    m = load_manifest(model_dir)
+    d = m.data
+    training = d["training"]
+    cfg = training["config"]
+    val = (training.get("validation") or {}).get("val", {})
+    first = next(iter(m.artifacts.values())).info["parity_vs_keras"]
+    lines = [
+        f"# Model card: {m.name}",
+        "",
+        f"Created {d['created']} by `kneeoa convert`; every figure below is read from `{MANIFEST_FILE}`.",
+        "",
+        "## Intended use",
+        "",
+        d["intended_use"],
+        "",
+        "## Model",
+        "",
+        _model_summary(m, cfg),
+        "",
+        "## Data",
+        "",
+        training.get("data_citation") or "See the training configuration below.",
+        "",
+        f"Images per class (train / validation): {training['counts']['train']} / {training['counts']['val']}.",
+        "",
+        "## Training",
+        "",
+        *_training_commands(training),
+        "",
+        f"The Keras model it writes (`{d['source_model']['file']}`, {d['source_model'].get('bytes', 0) / 1e6:.0f} MB, "
+        f"sha256 `{d['source_model']['sha256'][:16]}…`) is kept out of git; "
+        f"{'these commands rebuild' if training.get('earlier_stages') else 'this command rebuilds'} it "
+        "(training from scratch is not bit-for-bit repeatable, so expect figures close to, not equal to, these).",
+        "",
+        f"Checkpoint chosen on validation {training['validation']['selected_on'] if training.get('validation') else ''} "
+        f"at epoch {(training.get('validation') or {}).get('epoch', 'n/a')} of {cfg['epochs']}.",
+        "",
+        "## Validation",
+        "",
+        f"Float32 Keras model on the validation split (n = {val.get('n', 'n/a')}): accuracy {_fmt(val.get('accuracy'))}, "
+        f"balanced accuracy {_fmt(val.get('balanced_accuracy'))}, quadratic weighted kappa {_fmt(val.get('quadratic_weighted_kappa'))}, "
+        f"MAE {_fmt(val.get('mean_absolute_error'))} KL grades, AUC (KL ≥ 2) {_fmt(val.get('screening_auc'))}.",
+        "",
+        f"Each shipped format, run on the edge runtime over {first['n']} images of `{first['source']}`:",
+        "",
+        *_artifact_rows(m),
+        "",
+        f"¹ Clear calls: knees where the Keras model's two most probable grades differ by at least 0.1 "
+        f"({_fmt(first.get('keras_margin_ge_0.1_share'))} of these images); disagreements concentrate on the rest, "
+        "where the float model itself hesitates between neighbouring grades.",
+        f"² Screening at the operating threshold (summed P(KL ≥ 2) ≥ {m.screening.threshold if m.screening else 'n/a'}).",
+        "",
+        *_dropped_and_agreement(d),
+        "Reproduce the table: train as above, then",
+        "",
+        "```bash",
+        d.get("conversion", {}).get("command", "kneeoa convert"),
+        "```",
+        "",
+        (
+            "Reproduce a format's row from what ships, on the runtime-only install (no TensorFlow); it also writes "
+            "the confusion matrix, ROC curve and per-image predictions:"
+            if first.get("source_images") == first["n"]
+            else f"Score what ships on the whole folder (the table above used a class-balanced draw of {first['n']} of its "
+            f"{first.get('source_images', 'n/a')} images), on the runtime-only install; it also writes the confusion "
+            "matrix, ROC curve and per-image predictions:"
+        ),
+        "",
+        "```bash",
+        *[
+            f"kneeoa evaluate {first['source']} --model {_model_dir_arg(m)} --format {name} --out eval-{name}"
+            for name in m.artifacts
+        ],
+        "```",
+        "",
+        "`python -m pytest tests/test_default_model.py` checks that what ships still reaches these figures.",
+        "",
+        "## Limits",
+        "",
+        *_limits(m, cfg, bool(training.get("data_citation"))),
+        "",
+        *(["## Development notes", "", d["notes"].strip(), ""] if d.get("notes") else []),
+    ]
+    return "\n".join(lines)
+
+
+def write_model_card(model_dir: str | Path) -> Path:
+    path = Path(model_dir) / CARD_FILE
+    path.write_text(render_model_card(model_dir))
+    return path

@@ -1,0 +1,61 @@
+"""The intensity contract: the same knee gets the same model input however its grey levels were
+stored (a v2 model's ``percentile`` contract), and v1 models keep grey levels as decoded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_infer.preprocess import PreprocessSpec, prepare_gray, standardize_intensity
+
+from synthetic import synthetic_knee
+
+PERCENTILE = PreprocessSpec(size=64, intensity="percentile")
+
+
+def test_stored_keeps_grey_levels():
+    knee = synthetic_knee(2, 96, seed=3)
+    assert standardize_intensity(knee, PreprocessSpec(size=64)) is knee
+
+
+def test_percentile_stretches_the_robust_range_to_full_scale():
+    knee = synthetic_knee(2, 96, seed=3)
+    out = standardize_intensity(knee, PERCENTILE)
+    assert out.dtype == np.uint8 and out.shape == knee.shape
+    lo, hi = np.percentile(out, [0.5, 99.5])
+    assert lo <= 2 and hi >= 253
+
+
+@pytest.mark.parametrize(("scale", "offset"), [(0.5, 0), (0.4, 100), (0.25, 60)])
+def test_a_dim_or_offset_copy_of_a_knee_gets_nearly_the_same_input(scale, offset):
+    knee = synthetic_knee(3, 128, seed=4)
+    squeezed = np.clip(np.rint(knee * scale + offset), 0, 255).astype(np.uint8)  # a narrower window
+    a, _ = prepare_gray(knee, PERCENTILE)
+    b, _ = prepare_gray(squeezed, PERCENTILE)
+    diff = np.abs(a.astype(int) - b.astype(int))
+    assert np.median(diff) <= 2 and diff.mean() < 3  # quantisation of the narrower copy, no more
+    raw_a, _ = prepare_gray(knee, PreprocessSpec(size=64))
+    raw_b, _ = prepare_gray(squeezed, PreprocessSpec(size=64))
+    assert np.abs(raw_a.astype(int) - raw_b.astype(int)).mean() > 10  # as stored, they differ
+
+
+def test_a_constant_image_is_left_as_it_is():
+    flat = np.full((64, 64), 77, np.uint8)
+    np.testing.assert_array_equal(standardize_intensity(flat, PERCENTILE), flat)
+
+
+def test_the_contract_round_trips_through_the_manifest_block():
+    d = PERCENTILE.to_dict()
+    assert d["intensity"]["method"] == "percentile" and (d["intensity"]["low"], d["intensity"]["high"]) == (0.5, 99.5)
+    assert PreprocessSpec.from_dict(d) == PERCENTILE
+    legacy = {k: v for k, v in d.items() if k != "intensity"}  # v1 manifests have no intensity block
+    assert PreprocessSpec.from_dict(legacy).intensity == "stored"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [({"intensity": "auto"}, "intensity must be one of"), ({"percentiles": (99.5, 0.5)}, "low < high")],
+)
+def test_an_unknown_contract_is_refused(kwargs, problem):
+    with pytest.raises(ValueError, match=problem):
+        PreprocessSpec(size=64, **kwargs)

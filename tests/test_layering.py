@@ -1,0 +1,92 @@
+"""The house's floors: each package imports only from the floors below it, never a private name
+of another package, and the runtime-only commands load no TensorFlow and nothing of training."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ALLOWED = {  # package -> the project packages it may import
+    "edge_infer": set(),
+    "kneeoa_train": {"edge_infer"},
+    "kneeoa_convert": {"edge_infer", "kneeoa_train"},
+    "kneeoa_bench": {"edge_infer"},
+    "kneeoa": {"edge_infer", "kneeoa_train", "kneeoa_convert", "kneeoa_bench", "kneeoa_models"},
+}
+PROJECT = set(ALLOWED) | {"kneeoa_models"}
+HEAVY = {"tensorflow", "keras", "tf_keras", "tf2onnx", "onnx"}
+
+
+def _imports(path: Path):
+    """``(module, names)`` of every absolute import in a file, wherever it sits (lazy ones too)."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from ((alias.name, []) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module, [alias.name for alias in node.names]
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_imports_point_down_only(package):
+    wrong, private = [], []
+    for path in sorted((REPO / package).rglob("*.py")):
+        for module, names in _imports(path):
+            top = module.split(".")[0]
+            if top in PROJECT and top != package and top not in ALLOWED[package]:
+                wrong.append(f"{path.relative_to(REPO)}: {module}")
+            if top in PROJECT and top != package:
+                private += [f"{path.relative_to(REPO)}: {module}.{n}" for n in names if n.startswith("_")]
+                private += [
+                    f"{path.relative_to(REPO)}: {module}" for part in module.split(".")[1:] if part.startswith("_")
+                ]
+    assert not wrong, f"{package} imports from a floor above or beside it: {wrong}"
+    assert not private, f"{package} imports another package's private names: {private}"
+
+
+def test_the_ground_floor_never_imports_tensorflow_even_lazily():
+    for path in sorted((REPO / "edge_infer").rglob("*.py")):
+        heavy = [m for m, _ in _imports(path) if m.split(".")[0] in HEAVY]
+        assert not heavy, f"{path}: {heavy}"
+
+
+def _modules_after(code: str) -> list[str]:
+    """Run ``code`` in a fresh interpreter; return which heavy or workstation modules it loaded."""
+    banned = sorted(HEAVY | {"kneeoa_train", "kneeoa_convert"})
+    probe = f"{code}\nimport sys, json\nprint(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({banned!r}))))\n"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_kneeoa_evaluate_loads_no_tensorflow_and_nothing_of_training(model_dir, knee_dataset):
+    code = (
+        "from kneeoa.cli import main\n"
+        f"try:\n    main(['evaluate', {str(knee_dataset / 'val')!r}, '--model', {str(model_dir)!r}, '--json'])\n"
+        "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+    )
+    assert _modules_after(code) == []
+
+
+@pytest.mark.slow
+def test_kneeoa_bench_rows_load_no_tensorflow_and_nothing_of_training(model_dir, knee_dataset, tmp_path):
+    """The bench command's own process, and one of the per-format processes it starts."""
+    code = (
+        "from kneeoa.cli import main\n"
+        f"try:\n    main(['bench', '--model', {str(model_dir)!r}, '--formats', 'onnx-int8', '--threads', '1',"
+        " '--min-time', '0.1', '--min-runs', '1', '--warmup', '0'])\n"
+        "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+    )
+    assert _modules_after(code) == []
+    images = sorted(str(p) for p in (knee_dataset / "val").rglob("*.png"))[:2]
+    row = (
+        "from kneeoa_bench.measure import measure_format\n"
+        f"measure_format({str(model_dir)!r}, 'tflite-int8', 1, {images!r}, 0.05, 1, 0, {str(knee_dataset / 'val')!r})\n"
+    )
+    assert _modules_after(row) == []
