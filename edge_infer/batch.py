@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .decode import IMAGE_SUFFIXES, is_image_file
 from .errors import InputImageError, failure_message
 from .pipeline import DEFAULT_DEPTH, prefetched
-from .preprocess import IMAGE_SUFFIXES, is_image_file
 
 if TYPE_CHECKING:
     from .classifier import Classifier, Prediction

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from .decode import MIN_SIDE, load_image, pil_to_gray
 from .errors import InputImageError, RuntimeUnavailableError
 from .formats import FORMATS, Engine
 from .gradcam import cam_to_image, gradcam_from_features
 from .manifest import Manifest, load_manifest
 from .pipeline import DEFAULT_DEPTH
-from .preprocess import MIN_SIDE, SquarePadding, load_image, pil_to_gray, prepare_gray, to_model_input
+from .preprocess import SquarePadding, prepare_gray, to_model_input
 from .runtimes import INSTALL_HINTS, Runtime, engine_available, open_runtime
 
 if TYPE_CHECKING:

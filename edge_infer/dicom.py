@@ -40,6 +40,36 @@ def read_dicom(path: Path, head: bytes = b"") -> tuple[np.ndarray, list[str]]:
         from pydicom import pixels
     except ImportError:
         raise InputImageError(path, INSTALL_HINT) from None
+    ds = _read_dataset(path, head, pydicom)
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    except (AttributeError, TypeError, ValueError) as e:
+        raise InputImageError(path, f"DICOM image attributes missing or invalid ({e})") from None
+    if rows * cols > MAX_DICOM_PIXELS:
+        raise InputImageError(path, f"DICOM image too large ({cols}×{rows} px > {MAX_DICOM_PIXELS} pixels)")
+    notes = []
+    frame = _first_frame(path, ds, frames, pixels)
+    if frames > 1:
+        notes.append(f"multi-frame DICOM: used frame 1 of {frames}")
+    if frame.ndim == 3:  # colour (RGB after pydicom's YBR conversion): luminance
+        frame = frame[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        notes.append(f"colour DICOM ({photometric}) converted to grey")
+        photometric = "MONOCHROME2"
+    try:
+        gray, how = _display_values(np.asarray(frame), ds, pixels)
+    except Exception as e:  # malformed LUT or window elements: pydicom raises many types
+        raise InputImageError(path, f"invalid DICOM modality/VOI LUT or window ({_brief(e)})") from None
+    if how:
+        notes.append(how)
+    if photometric == "MONOCHROME1":
+        gray = 255 - gray
+    return gray, notes
+
+
+def _read_dataset(path: Path, head: bytes, pydicom):
+    """The parsed file; refuses what is not DICOM, or is DICOM without an image."""
     try:
         ds = pydicom.dcmread(path, force=path.suffix.lower() in DICOM_SUFFIXES, stop_before_pixels=False)
     except Exception as e:  # InvalidDicomError, EOFError, struct.error, ...: pydicom has no single base
@@ -50,46 +80,23 @@ def read_dicom(path: Path, head: bytes = b"") -> tuple[np.ndarray, list[str]]:
     if not has_pixels:
         kind = getattr(getattr(ds, "SOPClassUID", None), "name", None) or "unknown SOP class"
         raise InputImageError(path, f"DICOM without pixel data ({kind}); not an image")
+    return ds
+
+
+def _first_frame(path: Path, ds, frames: int, pixels) -> np.ndarray:
     try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    except (AttributeError, TypeError, ValueError) as e:
-        raise InputImageError(path, f"DICOM image attributes missing or invalid ({e})") from None
-    if rows * cols > MAX_DICOM_PIXELS:
-        raise InputImageError(path, f"DICOM image too large ({cols}×{rows} px > {MAX_DICOM_PIXELS} pixels)")
-    notes = []
-    try:
-        frame = pixels.pixel_array(ds, index=0 if frames > 1 else None)
+        return pixels.pixel_array(ds, index=0 if frames > 1 else None)
     except (ImportError, RuntimeError, NotImplementedError) as e:
         syntax = getattr(ds.file_meta, "TransferSyntaxUID", None) if hasattr(ds, "file_meta") else None
         name = getattr(syntax, "name", "this transfer syntax")
-        raise InputImageError(
-            path,
-            f"cannot decode {name} pixel data ({' '.join(str(e).split())[:160]}); "
-            f'pip install "kneeoa[dicom]" adds the decoders',
-        ) from None
+        message = f"cannot decode {name} pixel data ({' '.join(str(e).split())[:160]}); "
+        raise InputImageError(path, message + 'pip install "kneeoa[dicom]" adds the decoders') from None
     except Exception as e:  # truncated or inconsistent pixel data
-        raise InputImageError(
-            path, f"DICOM pixel data unreadable ({type(e).__name__}: {' '.join(str(e).split())[:160]})"
-        ) from None
-    if frames > 1:
-        notes.append(f"multi-frame DICOM: used frame 1 of {frames}")
-    if frame.ndim == 3:  # colour (RGB after pydicom's YBR conversion): luminance
-        frame = frame[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-        notes.append(f"colour DICOM ({photometric}) converted to grey")
-        photometric = "MONOCHROME2"
-    try:
-        gray, how = _display_values(np.asarray(frame), ds, pixels)
-    except Exception as e:  # malformed LUT or window elements: pydicom raises many types
-        raise InputImageError(
-            path, f"invalid DICOM modality/VOI LUT or window ({type(e).__name__}: {' '.join(str(e).split())[:160]})"
-        ) from None
-    if how:
-        notes.append(how)
-    if photometric == "MONOCHROME1":
-        gray = 255 - gray
-    return gray, notes
+        raise InputImageError(path, f"DICOM pixel data unreadable ({_brief(e)})") from None
+
+
+def _brief(e: BaseException) -> str:
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:160]}"
 
 
 def _display_values(arr: np.ndarray, ds, pixels) -> tuple[np.ndarray, str | None]:

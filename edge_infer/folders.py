@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .decode import IMAGE_SUFFIXES, is_image_file, load_grayscale
 from .errors import DatasetError, InputImageError
 from .labels import classes_from_folders
-from .preprocess import IMAGE_SUFFIXES, PreprocessSpec, is_image_file, load_grayscale, prepare_gray
+from .preprocess import PreprocessSpec, prepare_gray
 
 log = logging.getLogger(__name__)
 

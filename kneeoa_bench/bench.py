@@ -83,54 +83,52 @@ def run_bench(
     }
     with tempfile.TemporaryDirectory() as tmp:
         samples = sample_images(str(data) if data else None, images, Path(tmp))
-        jobs = [("keras", None, t) for t in threads if keras_model] + [
-            ("format", f, t) for f in formats for t in threads
-        ]
-        for i, (kind, fmt, t) in enumerate(jobs, 1):
-            name = fmt or "keras"
+        jobs = [("keras", t) for t in threads if keras_model] + [(f, t) for f in formats for t in threads]
+        for i, (name, t) in enumerate(jobs, 1):
             progress(f"[{i}/{len(jobs)}] {name}, {t} thread{'s' * (t > 1)}")
-            first = t == threads[0]  # accuracy once per format
             common = {
                 "threads": t,
                 "images": samples,
                 "min_time": min_time,
                 "min_runs": min_runs,
                 "warmup": warmup,
-                "data": str(data) if data and first else None,
+                "data": str(data) if data and t == threads[0] else None,  # accuracy once per format
             }
-            if kind == "keras":
-                row = _worker_call(
-                    "keras", common | {"keras_model": str(keras_model), "model_dir": str(m.model_dir)}, timeout
-                )
-                row |= {
-                    "format": "keras",
-                    "precision": "float32 (TensorFlow)",
-                    "bytes": Path(keras_model).stat().st_size,
-                }
-            else:
-                row = _worker_call("format", common | {"model_dir": str(m.model_dir), "fmt": fmt}, timeout)
-                art = m.artifacts.get(fmt)
-                row |= {
-                    "format": fmt,
-                    "precision": art.format.precision if art else None,
-                    "bytes": (m.model_dir / art.file).stat().st_size if art else None,
-                }
-            row["threads"] = t
-            report["rows"].append(row)
-        ok = {r["format"] for r in report["rows"] if "error" not in r}
-        present = [f for f in formats if f in m.artifacts and f in ok]  # cold start only what loads
-        engines = {}
-        for fmt in present:  # one cold start per engine
-            engines.setdefault(m.artifacts[fmt].format.engine, fmt)
-        for fmt in engines.values():
-            progress(f"cold start: edge-infer --format {fmt}")
-            try:
-                report["cold_start"].append(cold_start(str(m.model_dir), fmt, samples[0], cold_start_repeats))
-            except (subprocess.SubprocessError, OSError) as e:
-                report["cold_start"].append({"format": fmt, "error": str(e)})
+            report["rows"].append(_row(m, name, common, keras_model, timeout) | {"threads": t})
+        report["cold_start"] = _cold_starts(m, formats, report["rows"], samples[0], cold_start_repeats, progress)
     _agreement(report)
     _floor(report, m)
     return report
+
+
+def _row(m, name: str, common: dict, keras_model, timeout: float) -> dict:
+    """One row measured in its own process: the Keras reference, or a format of the model."""
+    if name == "keras":
+        row = _worker_call("keras", common | {"keras_model": str(keras_model), "model_dir": str(m.model_dir)}, timeout)
+        return row | {"format": "keras", "precision": "float32 (TensorFlow)", "bytes": Path(keras_model).stat().st_size}
+    row = _worker_call("format", common | {"model_dir": str(m.model_dir), "fmt": name}, timeout)
+    art = m.artifacts.get(name)
+    return row | {
+        "format": name,
+        "precision": art.format.precision if art else None,
+        "bytes": (m.model_dir / art.file).stat().st_size if art else None,
+    }
+
+
+def _cold_starts(m, formats: list[str], rows: list[dict], image: str, repeats: int, progress) -> list[dict]:
+    """One whole-process cold start per engine, for formats that loaded."""
+    ok = {r["format"] for r in rows if "error" not in r}
+    engines = {}
+    for fmt in (f for f in formats if f in m.artifacts and f in ok):
+        engines.setdefault(m.artifacts[fmt].format.engine, fmt)
+    out = []
+    for fmt in engines.values():
+        progress(f"cold start: edge-infer --format {fmt}")
+        try:
+            out.append(cold_start(str(m.model_dir), fmt, image, repeats))
+        except (subprocess.SubprocessError, OSError) as e:
+            out.append({"format": fmt, "error": str(e)})
+    return out
 
 
 def _agreement(report: dict) -> None:

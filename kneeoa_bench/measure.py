@@ -155,8 +155,9 @@ def measure_keras(
 
     model = keras.saving.load_model(keras_model, compile=False)
     load_s = time.perf_counter() - t
+    from edge_infer.decode import load_grayscale
     from edge_infer.manifest import load_manifest
-    from edge_infer.preprocess import load_grayscale, prepare_gray, to_model_input
+    from edge_infer.preprocess import prepare_gray, to_model_input
 
     manifest = load_manifest(model_dir)
     spec = manifest.preprocess

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from edge_infer.preprocess import load_grayscale
+from edge_infer.decode import load_grayscale
 
 KNEE_TRANSFORMS = ("inverted", "rotated", "upside_down", "small_in_field", "side_by_side")
 SKIMAGE_PHOTOS = (

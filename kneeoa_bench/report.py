@@ -6,6 +6,18 @@ from pathlib import Path
 
 from edge_infer.metrics import figure
 
+COLUMNS = (
+    # (cell key, text-table header, Markdown header)
+    *(("mb", "MB", "MB"), ("load", "load ms", "load ms"), ("first", "1st ms", "first ms")),
+    *(("median", "median", "median ms"), ("p90", "p90", "p90 ms"), ("p99", "p99", "p99 ms")),
+    *(("gflops", "GFLOP/s", "GFLOP/s"), ("e2e", "e2e ms", "e2e ms"), ("ratio", "/raw", "e2e / raw")),
+    *(("e2e_cam", "+CAM ms", "e2e+CAM ms"), ("ratio_cam", "/raw", "+CAM / raw")),
+    *(("e2e_png", "+PNG ms", "e2e+PNG ms"), ("ratio_png", "/raw", "+PNG / raw")),
+    *(("rss", "RSS MB", "peak RSS MB"), ("acc", "acc", "accuracy"), ("qwk", "QWK", "QWK")),
+)
+"""The measured columns after format and threads, in order; the text table ends with agreement,
+the Markdown with AUC and agreement."""
+
 
 def table(report: dict) -> str:
     """The report as a readable text table, machine first."""
@@ -17,156 +29,88 @@ def table(report: dict) -> str:
         f"nominal float32 peak {_f(report['nominal_fp32_gflops_per_thread'], 1, 0)} GFLOP/s per thread",
         "",
     ]
-    head = [
-        "format",
-        "thr",
-        "MB",
-        "load ms",
-        "1st ms",
-        "median",
-        "p90",
-        "p99",
-        "GFLOP/s",
-        "e2e ms",
-        "/raw",
-        "+CAM ms",
-        "/raw",
-        "+PNG ms",
-        "/raw",
-        "RSS MB",
-        "acc",
-        "QWK",
-        "agree",
-    ]
+    head = ["format", "thr", *(h for _, h, _ in COLUMNS), "agree"]
     rows = []
     for r in report["rows"]:
         if "error" in r:
             rows.append([r["format"], str(r["threads"]), _f(r.get("bytes"), 1e-6, 1), "error: " + r["error"]])
             continue
         c = _cells(r)
-        rows.append(
-            [
-                r["format"],
-                str(r["threads"]),
-                *(
-                    c[k]
-                    for k in (
-                        "mb",
-                        "load",
-                        "first",
-                        "median",
-                        "p90",
-                        "p99",
-                        "gflops",
-                        "e2e",
-                        "ratio",
-                        "e2e_cam",
-                        "ratio_cam",
-                        "e2e_png",
-                        "ratio_png",
-                        "rss",
-                        "acc",
-                        "qwk",
-                        "agree",
-                    )
-                ),
-            ]
-        )
+        rows.append([r["format"], str(r["threads"]), *(c[k] for k, _, _ in COLUMNS), c["agree"]])
     measured = [row for row in rows if len(row) == len(head)]
     widths = [max([len(h)] + [len(row[i]) for row in measured]) for i, h in enumerate(head)]
-    lines.append("  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True)))
-    for row in rows:
-        lines.append(
-            "  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) if len(row) == len(head) else "  ".join(row)
-        )
-    for c in report["cold_start"]:
-        if "error" in c:
-            lines.append(f"cold start {c['format']}: error {c['error']}")
-        else:
-            lines.append(
-                f"cold start, whole process (median): edge-infer --format {c['format']} one image {c['edge_infer_s']:.2f} s; "
-                f"importing numpy+Pillow+runtime alone {c['imports_s']:.2f} s; ratio {c['ratio']:.2f}"
-            )
+    for row in [head, *rows]:
+        full = len(row) == len(head)
+        lines.append("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) if full else "  ".join(row))
+    lines += _cold_start_lines(report, markdown=False)
     return "\n".join(lines)
 
 
 def markdown(report: dict, command: str) -> str:
     """``benchmarks/RESULTS.md``: the machine, the command, one table, and the ratios that matter."""
-    mi = report["machine"]
-    lines = [
-        f"# Benchmark results: {report['model']}",
-        "",
-        f"Measured {report.get('created', '')} by:",
-        "",
-        "```bash",
-        command,
-        "```",
-        "",
+    lines = [f"# Benchmark results: {report['model']}", "", f"Measured {report.get('created', '')} by:", ""]
+    lines += ["```bash", command, "```", "", *_method_lines(report), ""]
+    head = ["format", "threads", *(h for _, _, h in COLUMNS), "AUC", "agreement"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in report["rows"]:
+        if "error" in r:
+            cells = [f"`{r['format']}`", str(r["threads"]), _f(r.get("bytes"), 1e-6, 1), f"error: {r['error']}"]
+            lines.append("| " + " | ".join(cells) + " |" + " |" * (len(head) - len(cells)))
+            continue
+        c = _cells(r)
+        agree = f"{c['agree']} vs {r['agreement_with']}" if r.get("agreement_with") else "–"
+        cells = [f"`{r['format']}`", str(r["threads"]), *(c[k] for k, _, _ in COLUMNS), c["auc"], agree]
+        lines.append("| " + " | ".join(cells) + " |")
+    repeats = report.get("cold_start_repeats", 5)
+    lines += ["", f"Whole-process cold start, one image (median of {repeats} runs):", ""]
+    lines += _cold_start_lines(report, markdown=True)
+    return "\n".join([*lines, ""])
+
+
+def _method_lines(report: dict) -> list[str]:
+    """How each figure of the Markdown table was measured."""
+    mi, settings = report["machine"], report["settings"]
+    return [
         f"- Machine: {mi['cpu']}, {mi['logical_cores']} logical cores, SIMD: {', '.join(mi['simd']) or 'n/a'}; "
         f"{mi['os']}; Python {mi['python']}.",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in mi["versions"].items()) + ".",
         f"- Model: {report['input_size']} px input, {_f(report['gflop_per_image'], 1, 2)} GFLOP per image "
         "(2 × multiply-adds of its convolutions and dense layers, from the manifest). Nominal float32 peak of "
-        f"this CPU: {_f(report['nominal_fp32_gflops_per_thread'], 1, 0)} GFLOP/s per thread (clock × FLOP per cycle of its widest FMA).",
-        f"- Latency: the raw runtime call on one preprocessed image, batch 1, after {report['settings']['warmup']} "
-        f"warm-up calls, for at least {report['settings']['min_time_s']} s of such calls and {report['settings']['min_runs']} calls.",
+        f"this CPU: {_f(report['nominal_fp32_gflops_per_thread'], 1, 0)} GFLOP/s per thread (clock × FLOP per cycle "
+        "of its widest FMA).",
+        f"- Latency: the raw runtime call on one preprocessed image, batch 1, after {settings['warmup']} "
+        f"warm-up calls, for at least {settings['min_time_s']} s of such calls and {settings['min_runs']} calls.",
         "- End to end (e2e): time per knee of a batch of image files run as `edge-infer` runs it: the next files "
         "decoded and preprocessed in a background thread while the network runs, then the result record. +CAM: the "
         "same batch through `Classifier.predict_many(heatmap=True)`, which also computes each Grad-CAM map; +PNG: "
         "`edge-infer --heatmap-dir`, which also writes each overlay as a PNG. Raw invoke and batches alternate "
         'in rounds of one batch each; "/ raw" is the median over rounds of that round\'s ratio to the raw invoke.',
-        "- Load: checksum and session or interpreter creation. Each row runs in a fresh process; RSS is that process's peak.",
-        "",
-        "| format | threads | MB | load ms | first ms | median ms | p90 ms | p99 ms | GFLOP/s | e2e ms | e2e / raw | "
-        "e2e+CAM ms | +CAM / raw | e2e+PNG ms | +PNG / raw | peak RSS MB | accuracy | QWK | AUC | agreement |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "- Load: checksum and session or interpreter creation. Each row runs in a fresh process; RSS is that "
+        "process's peak.",
     ]
-    for r in report["rows"]:
-        if "error" in r:
-            lines.append(
-                f"| `{r['format']}` | {r['threads']} | {_f(r.get('bytes'), 1e-6, 1)} | error: {r['error']} |"
-                + " |" * 16
-            )
-            continue
-        c = _cells(r)
-        agree = f"{c['agree']} vs {r['agreement_with']}" if r.get("agreement_with") else "–"
-        lines.append(
-            f"| `{r['format']}` | {r['threads']} | "
-            + " | ".join(
-                c[k]
-                for k in (
-                    "mb",
-                    "load",
-                    "first",
-                    "median",
-                    "p90",
-                    "p99",
-                    "gflops",
-                    "e2e",
-                    "ratio",
-                    "e2e_cam",
-                    "ratio_cam",
-                    "e2e_png",
-                    "ratio_png",
-                    "rss",
-                    "acc",
-                    "qwk",
-                    "auc",
-                )
-            )
-            + f" | {agree} |"
-        )
-    lines += ["", f"Whole-process cold start, one image (median of {report.get('cold_start_repeats', 5)} runs):", ""]
+
+
+def _cold_start_lines(report: dict, markdown: bool) -> list[str]:
+    lines = []
     for c in report["cold_start"]:
         if "error" in c:
-            lines.append(f"- `{c['format']}`: error {c['error']}")
-        else:
+            lines.append(
+                f"- `{c['format']}`: error {c['error']}"
+                if markdown
+                else f"cold start {c['format']}: error {c['error']}"
+            )
+        elif markdown:
             lines.append(
                 f"- `edge-infer --format {c['format']} knee.png`: {c['edge_infer_s']:.2f} s; a Python process that only "
                 f"imports numpy, Pillow and the runtime: {c['imports_s']:.2f} s; ratio {c['ratio']:.2f}."
             )
-    lines.append("")
-    return "\n".join(lines)
+        else:
+            lines.append(
+                f"cold start, whole process (median): edge-infer --format {c['format']} one image "
+                f"{c['edge_infer_s']:.2f} s; importing numpy+Pillow+runtime alone {c['imports_s']:.2f} s; "
+                f"ratio {c['ratio']:.2f}"
+            )
+    return lines
 
 
 def _cells(r: dict) -> dict[str, str]:

@@ -121,9 +121,6 @@ def render_model_card(model_dir: str | Path) -> str:
     m = load_manifest(model_dir)
     d = m.data
     training = d["training"]
-    cfg = training["config"]
-    val = (training.get("validation") or {}).get("val", {})
-    first = next(iter(m.artifacts.values())).info["parity_vs_keras"]
     lines = [
         f"# Model card: {m.name}",
         "",
@@ -135,7 +132,7 @@ def render_model_card(model_dir: str | Path) -> str:
         "",
         "## Model",
         "",
-        _model_summary(m, cfg),
+        _model_summary(m, training["config"]),
         "",
         "## Data",
         "",
@@ -143,6 +140,22 @@ def render_model_card(model_dir: str | Path) -> str:
         "",
         f"Images per class (train / validation): {training['counts']['train']} / {training['counts']['val']}.",
         "",
+        *_training_section(d),
+        *_validation_section(m),
+        "## Limits",
+        "",
+        *_limits(m, training["config"], bool(training.get("data_citation"))),
+        "",
+        *(["## Development notes", "", d["notes"].strip(), ""] if d.get("notes") else []),
+    ]
+    return "\n".join(lines)
+
+
+def _training_section(d: dict) -> list[str]:
+    training = d["training"]
+    cfg = training["config"]
+    chosen = training.get("validation") or {}
+    return [
         "## Training",
         "",
         *_training_commands(training),
@@ -152,9 +165,17 @@ def render_model_card(model_dir: str | Path) -> str:
         f"{'these commands rebuild' if training.get('earlier_stages') else 'this command rebuilds'} it "
         "(training from scratch is not bit-for-bit repeatable, so expect figures close to, not equal to, these).",
         "",
-        f"Checkpoint chosen on validation {training['validation']['selected_on'] if training.get('validation') else ''} "
-        f"at epoch {(training.get('validation') or {}).get('epoch', 'n/a')} of {cfg['epochs']}.",
+        f"Checkpoint chosen on validation {chosen.get('selected_on', '')} "
+        f"at epoch {chosen.get('epoch', 'n/a')} of {cfg['epochs']}.",
         "",
+    ]
+
+
+def _validation_section(m) -> list[str]:
+    d = m.data
+    val = (d["training"].get("validation") or {}).get("val", {})
+    first = next(iter(m.artifacts.values())).info["parity_vs_keras"]
+    return [
         "## Validation",
         "",
         f"Float32 Keras model on the validation split (n = {val.get('n', 'n/a')}): accuracy {_fmt(val.get('accuracy'))}, "
@@ -171,37 +192,39 @@ def render_model_card(model_dir: str | Path) -> str:
         f"² Screening at the operating threshold (summed P(KL ≥ 2) ≥ {m.screening.threshold if m.screening else 'n/a'}).",
         "",
         *_dropped_and_agreement(d),
+        *_reproduce(m, first),
+    ]
+
+
+def _reproduce(m, first: dict) -> list[str]:
+    how = (
+        "Reproduce a format's row from what ships, on the runtime-only install (no TensorFlow); it also writes "
+        "the confusion matrix, ROC curve and per-image predictions:"
+        if first.get("source_images") == first["n"]
+        else f"Score what ships on the whole folder (the table above used a class-balanced draw of {first['n']} of its "
+        f"{first.get('source_images', 'n/a')} images), on the runtime-only install; it also writes the confusion "
+        "matrix, ROC curve and per-image predictions:"
+    )
+    evaluate = [
+        f"kneeoa evaluate {first['source']} --model {_model_dir_arg(m)} --format {name} --out eval-{name}"
+        for name in m.artifacts
+    ]
+    return [
         "Reproduce the table: train as above, then",
         "",
         "```bash",
-        d.get("conversion", {}).get("command", "kneeoa convert"),
+        m.data.get("conversion", {}).get("command", "kneeoa convert"),
         "```",
         "",
-        (
-            "Reproduce a format's row from what ships, on the runtime-only install (no TensorFlow); it also writes "
-            "the confusion matrix, ROC curve and per-image predictions:"
-            if first.get("source_images") == first["n"]
-            else f"Score what ships on the whole folder (the table above used a class-balanced draw of {first['n']} of its "
-            f"{first.get('source_images', 'n/a')} images), on the runtime-only install; it also writes the confusion "
-            "matrix, ROC curve and per-image predictions:"
-        ),
+        how,
         "",
         "```bash",
-        *[
-            f"kneeoa evaluate {first['source']} --model {_model_dir_arg(m)} --format {name} --out eval-{name}"
-            for name in m.artifacts
-        ],
+        *evaluate,
         "```",
         "",
         "`python -m pytest tests/test_default_model.py` checks that what ships still reaches these figures.",
         "",
-        "## Limits",
-        "",
-        *_limits(m, cfg, bool(training.get("data_citation"))),
-        "",
-        *(["## Development notes", "", d["notes"].strip(), ""] if d.get("notes") else []),
     ]
-    return "\n".join(lines)
 
 
 def write_model_card(model_dir: str | Path) -> Path:

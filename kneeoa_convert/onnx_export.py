@@ -1,4 +1,35 @@
-"""ONNX export (tf2onnx) and static int8 quantization (onnxruntime QDQ)."""
+"""ONNX export (tf2onnx) and static int8 quantization (onnxruntime QDQ).
+
+Why :func:`quantize_onnx_int8` uses this scheme (measured with onnxruntime 1.32 on a 2-core AMD EPYC with AVX2 but no AVX-512
+or VNNI, InceptionV3 to ``mixed5`` at 75 px, 300 validation knees, agreement = top-1 with float32):
+
+- uint8 activations + int8 weights, 8-bit: 2.1 ms (fp32: 3.4 ms) but only 0.71 agreement: without
+  VNNI, x86 u8×s8 kernels use VPMADDUBSW, whose 16-bit intermediate sums saturate. int8
+  activations (onnxruntime's default) fail the same way (onnxruntime documents this for x86
+  without VNNI).
+- the same with ``reduce_range`` (7-bit weights, no saturation): 2.3 ms, 0.967 agreement with
+  MinMax calibration, 0.970 with 99.999th-percentile calibration (kept: outliers in ReLU
+  activations no longer stretch the uint8 range).
+- uint8 weights (u8×u8): 0.980 agreement but 3.1 ms, hardly faster than float32.
+- ``quantize_dynamic`` turns convolutions into ConvInteger, ≈ 6× slower than float32 at 224 px
+  (measured on an AVX-512 machine).
+
+Softmax stays in float: a uint8 probability resolves only steps of 1/255.
+
+The first two convolutions stay in float too. Measured on the 128 px model, the same CPU and
+826 validation knees, against Keras; latency is the median at 1 / 2 threads:
+
+- everything quantized: 0.967 agreement.
+- first convolution in float: 0.970, 8–10 / 6–7 ms (float32: 14.4 / 8.1–9.2 ms).
+- first two convolutions in float (kept): 0.973, 10.6 / 6.7 ms, accuracy 0.640 (Keras 0.639).
+- the whole stem (five convolutions) in float: 0.981, but 14.5 / 8.3 ms, as slow as float32,
+  because the stem holds most of the arithmetic at this size.
+- u8×u8 (no ``reduce_range``): 0.971 (0.977 with the first convolution in float) at float32 speed.
+- MinMax calibration: 0.946; percentile 99.99 instead of 99.999: 0.963.
+
+The input convolution sees raw pixels and the one after it the stem's widest activations;
+both lose the most to 8 bits.
+"""
 
 from __future__ import annotations
 
@@ -48,35 +79,7 @@ def quantize_onnx_int8(
     """Static QDQ quantization: per-channel int8 weights, uint8 activations, percentile calibration,
     the first ``float_convs`` convolutions and the softmax left in float32.
 
-    Why this scheme (measured with onnxruntime 1.32 on a 2-core AMD EPYC with AVX2 but no AVX-512
-    or VNNI, InceptionV3 to ``mixed5`` at 75 px, 300 validation knees, agreement = top-1 with float32):
-
-    - uint8 activations + int8 weights, 8-bit: 2.1 ms (fp32: 3.4 ms) but only 0.71 agreement: without
-      VNNI, x86 u8×s8 kernels use VPMADDUBSW, whose 16-bit intermediate sums saturate. int8
-      activations (onnxruntime's default) fail the same way (onnxruntime documents this for x86
-      without VNNI).
-    - the same with ``reduce_range`` (7-bit weights, no saturation): 2.3 ms, 0.967 agreement with
-      MinMax calibration, 0.970 with 99.999th-percentile calibration (kept: outliers in ReLU
-      activations no longer stretch the uint8 range).
-    - uint8 weights (u8×u8): 0.980 agreement but 3.1 ms, hardly faster than float32.
-    - ``quantize_dynamic`` turns convolutions into ConvInteger, ≈ 6× slower than float32 at 224 px
-      (measured on an AVX-512 machine).
-
-    Softmax stays in float: a uint8 probability resolves only steps of 1/255.
-
-    The first two convolutions stay in float too. Measured on the 128 px model, the same CPU and
-    826 validation knees, against Keras; latency is the median at 1 / 2 threads:
-
-    - everything quantized: 0.967 agreement.
-    - first convolution in float: 0.970, 8–10 / 6–7 ms (float32: 14.4 / 8.1–9.2 ms).
-    - first two convolutions in float (kept): 0.973, 10.6 / 6.7 ms, accuracy 0.640 (Keras 0.639).
-    - the whole stem (five convolutions) in float: 0.981, but 14.5 / 8.3 ms, as slow as float32,
-      because the stem holds most of the arithmetic at this size.
-    - u8×u8 (no ``reduce_range``): 0.971 (0.977 with the first convolution in float) at float32 speed.
-    - MinMax calibration: 0.946; percentile 99.99 instead of 99.999: 0.963.
-
-    The input convolution sees raw pixels and the one after it the stem's widest activations;
-    both lose the most to 8 bits.
+    The scheme, and what else was measured, is in this module's docstring.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static

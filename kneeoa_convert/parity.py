@@ -53,31 +53,11 @@ def measure_parity(
         format's own figures on the labelled images (``accuracy``, ``quadratic_weighted_kappa``,
         ``screening_auc``, ``sensitivity`` and ``specificity`` at the screening threshold, …).
     """
-    probs, rs = [], []
-    for i in range(len(x)):
-        out = runtime.run(x[i : i + 1])
-        probs.append(out["probabilities"][0])
-        top = int(ref_probs[i].argmax())
-        rs.append(
-            pearson(
-                gradcam_from_features(out["features"][0], head, top), gradcam_from_features(ref_features[i], head, top)
-            )
-        )
-    probs = device_probabilities(np.asarray(probs))
+    probs, rs = _run_each(runtime, x, ref_probs, ref_features, head)
     dp = np.abs(probs - ref_probs)
     agree = probs.argmax(1) == ref_probs.argmax(1)
     top2 = np.sort(ref_probs, axis=1)[:, -2:]
     confident = (top2[:, 1] - top2[:, 0]) >= CONFIDENT_MARGIN
-    calls = {}
-    if screening:
-        at = screening_at_threshold(
-            np.isin(labels, screening.positive_indices), screening.score(probs), screening.threshold
-        )
-        calls = {
-            "screening_threshold": screening.threshold,
-            "sensitivity": at["sensitivity"],
-            "specificity": at["specificity"],
-        }
     return {
         "n": len(x),
         "top1_agreement": float(agree.mean()),
@@ -90,8 +70,36 @@ def measure_parity(
         "gradcam_r_min": float(np.min(rs)),
         "keras_accuracy": float((ref_probs.argmax(1) == labels).mean()),
         **{k: v for k, v in classification_summary(labels, probs, screening).items() if k != "n"},
-        **calls,
+        **_screening_calls(labels, probs, screening),
     }, probs
+
+
+def _run_each(runtime: Runtime, x: np.ndarray, ref_probs: np.ndarray, ref_features: np.ndarray, head: dict):
+    """This format's device probabilities, and the Grad-CAM correlation with Keras's, per image."""
+    probs, rs = [], []
+    for i in range(len(x)):
+        out = runtime.run(x[i : i + 1])
+        probs.append(out["probabilities"][0])
+        top = int(ref_probs[i].argmax())
+        mine, theirs = (
+            gradcam_from_features(out["features"][0], head, top),
+            gradcam_from_features(ref_features[i], head, top),
+        )
+        rs.append(pearson(mine, theirs))
+    return device_probabilities(np.asarray(probs)), rs
+
+
+def _screening_calls(labels: np.ndarray, probs: np.ndarray, screening: Screening | None) -> dict:
+    if not screening:
+        return {}
+    at = screening_at_threshold(
+        np.isin(labels, screening.positive_indices), screening.score(probs), screening.threshold
+    )
+    return {
+        "screening_threshold": screening.threshold,
+        "sensitivity": at["sensitivity"],
+        "specificity": at["specificity"],
+    }
 
 
 def pairwise_agreement(predictions: dict[str, np.ndarray]) -> dict[str, float]:

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from edge_infer import dicom
+from edge_infer.decode import load_image
 from edge_infer.errors import InputImageError
-from edge_infer.preprocess import load_image
 
 from badfiles import KNEE, bad_files
 from reencode import LOSSLESS, LOSSY, write_dicom, write_encoding

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from edge_infer.decode import load_grayscale
 from edge_infer.errors import InputImageError
 from edge_infer.preprocess import (
     PreprocessSpec,
-    load_grayscale,
     pad_to_square,
     prepare_gray,
     to_model_input,

@@ -10,9 +10,10 @@ from click.testing import CliRunner
 
 from edge_infer import Classifier
 from edge_infer.cli import main as edge_infer
+from edge_infer.decode import load_grayscale
 from edge_infer.formats import FORMAT_NAMES
 from edge_infer.manifest import load_manifest
-from edge_infer.preprocess import load_grayscale, prepare_gray, to_model_input
+from edge_infer.preprocess import prepare_gray, to_model_input
 
 
 def test_training_writes_its_run_files(trained_run):

@@ -1,0 +1,221 @@
+"""Reading image files: any supported file (PNG, JPEG, TIFF, BMP, DICOM) → 2-D ``uint8`` grey at
+its own resolution, plus notes on anything done beyond decoding. The first step of the
+preprocessing contract (:mod:`edge_infer.preprocess` holds the rest)."""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+import threading
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import ExifTags, Image, UnidentifiedImageError
+
+from .dicom import looks_like_dicom, read_dicom
+from .errors import InputImageError
+
+MIN_SIDE = 32
+"""Smallest side, in pixels, that can still hold a knee joint."""
+
+
+def load_grayscale(path: str | Path) -> np.ndarray:
+    """Read an image file as a 2-D ``uint8`` grayscale array (see :func:`load_image`)."""
+    return load_image(path)[0]
+
+
+def load_image(path: str | Path) -> tuple[np.ndarray, list[str]]:
+    """Read an image file as 2-D ``uint8`` grey, and notes on anything done beyond decoding.
+
+    Args:
+        path: PNG (8- or 16-bit, grey, RGB, RGBA, palette), JPEG (EXIF orientation honoured),
+            TIFF, BMP, or DICOM (recognised by its ``DICM`` preamble or a ``.dcm`` ending;
+            see :mod:`edge_infer.dicom`).
+
+    Returns:
+        ``(height, width)`` ``uint8`` array, and a list of notes (e.g. which DICOM frame was used).
+
+    Raises:
+        InputImageError: naming the file, when it is missing, a directory, empty, not an
+            image, truncated, larger than the decompression-bomb limit, or too small.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputImageError(p, "no such file")
+    if p.is_dir():
+        raise InputImageError(p, "is a directory, not an image file")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(132)
+    except OSError as e:
+        raise InputImageError(p, f"cannot read ({e.strerror})") from None
+    if not head:
+        raise InputImageError(p, "empty file")
+    notes: list[str] = []
+    if looks_like_dicom(p, head):
+        gray, notes = read_dicom(p, head)
+    else:
+        gray = _read_with_pillow(p, head)
+    h, w = gray.shape
+    if min(h, w) < MIN_SIDE:
+        raise InputImageError(p, f"image too small ({w}×{h} px); a knee needs at least {MIN_SIDE} px per side")
+    return gray, notes
+
+
+_WARNINGS_LOCK = threading.RLock()
+"""``warnings.catch_warnings`` swaps process-wide state; training decodes from several threads,
+and batches decode in a background thread. The lock orders the blocks that need the filters
+(:func:`_pillow_warnings_handled`): header parsing, EXIF parsing, and the whole decode of formats
+whose pixel decode may warn. A side effect is that, inside such a block, a ``UserWarning`` raised
+in another thread is not shown. Re-entrant: the locked decode path nests the EXIF block."""
+
+
+@contextlib.contextmanager
+def _pillow_warnings_handled() -> Iterator[None]:
+    """Silence Pillow's ``UserWarning``s about odd metadata (corrupt EXIF, TIFF tags; it still
+    decodes) and raise its decompression-bomb warning as an error, under :data:`_WARNINGS_LOCK`."""
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
+_QUIET_DECODE_FORMATS = ("PNG", "JPEG", "BMP")
+"""Formats whose pixel decode (``load()``) runs without the warning filters, so decodes run in
+parallel. Read in Pillow 13's source: JPEG's and BMP's ``load()`` neither warn nor check for
+decompression bombs; PNG's runs the chunk handlers of the chunks after the image data (an
+``acTL`` there warns), so a PNG qualifies only when ``IEND`` follows its image data
+(:func:`_png_ends_after_image_data`). The others decode under the lock: TIFF checks its tile size
+for bombs and parses tags while loading; GIF, ICO, ICNS and others check frame sizes."""
+
+_EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+"""EXIF orientation → the transposition that displays the image upright (as ``ImageOps.exif_transpose``)."""
+
+
+def _read_with_pillow(p: Path, head: bytes) -> np.ndarray:
+    try:
+        with _pillow_warnings_handled():
+            im = Image.open(p)  # header only: format, size and the decompression-bomb check
+        with im:
+            if im.format in _QUIET_DECODE_FORMATS and (im.format != "PNG" or _png_ends_after_image_data(p)):
+                return _decode(im, p, head)
+            with _pillow_warnings_handled():
+                return _decode(im, p, head)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise InputImageError(p, f"image too large ({e})") from None
+    except UnidentifiedImageError:
+        raise InputImageError(p, "not an image Pillow can read (unknown or corrupt format)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise InputImageError(p, f"unreadable or truncated image ({e})") from None
+
+
+def _decode(im: Image.Image, p: Path, head: bytes) -> np.ndarray:
+    """Decode an opened image to grey, upright by its EXIF orientation (read after decoding, as a
+    PNG may store its ``eXIf`` chunk after the pixels)."""
+    im.load()
+    with _pillow_warnings_handled():  # parsing EXIF warns on corrupt tags
+        orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
+    if (method := _EXIF_TRANSPOSE.get(orientation)) is not None:
+        im = im.transpose(method)
+    high_bit_png = head.startswith(PNG_SIGNATURE) and im.mode.startswith("I")  # only 16-bit grey uses sBIT
+    return pil_to_gray(im, significant_bits=_png_significant_bits(p) if high_bit_png else None)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_chunks(f: BinaryIO) -> Iterator[tuple[bytes, int]]:
+    """A PNG's chunks as ``(type, data length)``, from after the signature to the end of the file;
+    at each, ``f`` stands at the chunk's data."""
+    pos = len(PNG_SIGNATURE)
+    while True:
+        f.seek(pos)
+        header = f.read(8)
+        if len(header) < 8:
+            return
+        length, kind = struct.unpack(">I4s", header)
+        yield kind, length
+        pos += 12 + length  # length, type, data, CRC
+
+
+def _png_significant_bits(p: Path) -> int | None:
+    """The grey channel's significant bits from a PNG's ``sBIT`` chunk (e.g. 12 for 12-bit data
+    stored in 16), or ``None``; Pillow does not expose it."""
+    with open(p, "rb") as f:
+        for kind, length in _png_chunks(f):
+            if kind == b"sBIT":
+                data = f.read(min(length, 4))
+                return data[0] if data else None
+            if kind in (b"IDAT", b"IEND"):
+                return None
+    return None
+
+
+def _png_ends_after_image_data(p: Path) -> bool:
+    """Whether ``IEND`` directly follows a PNG's image data (``IDAT`` chunks): then Pillow's decode
+    calls no chunk handler, the only PNG code that can warn once the header is parsed."""
+    try:
+        with open(p, "rb") as f:
+            in_image_data = False
+            for kind, _ in _png_chunks(f):
+                if kind == b"IDAT":
+                    in_image_data = True
+                elif kind == b"IEND" or in_image_data:
+                    return kind == b"IEND" and in_image_data
+    except OSError:
+        pass  # decode under the lock; Pillow reports the error
+    return False
+
+
+def pil_to_gray(im: Image.Image, significant_bits: int | None = None) -> np.ndarray:
+    """Any Pillow image as 2-D ``uint8`` grey; transparency is composited onto black.
+
+    16-bit grey is scaled from ``significant_bits`` (a PNG's ``sBIT``) when given; otherwise from
+    the smallest of 8, 12 or 16 bits that holds the image's maximum.
+    """
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        arr = np.asarray(im, dtype=np.float64)
+        if significant_bits and 8 <= significant_bits <= 16 and arr.max() < 2**significant_bits:
+            top = 2.0**significant_bits - 1
+        else:
+            top = next(2.0**b - 1 for b in (8, 12, 16, 32) if arr.max() < 2**b)
+        return np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8)
+    if im.mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        return np.rint(scaled).astype(np.uint8)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        im = Image.alpha_composite(black, rgba)
+    return np.asarray(im.convert("L"), dtype=np.uint8).copy()
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
+"""File endings picked up when a folder is given; a file named explicitly is always tried."""
+
+
+def is_image_file(p: Path) -> bool:
+    """Whether a file found in a folder is taken as an image: an image ending, or no ending and
+    a DICOM preamble (PACS exports name files ``IM0001``)."""
+    if p.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    if p.suffix:
+        return False
+    try:
+        with open(p, "rb") as f:
+            return looks_like_dicom(p, f.read(132))
+    except OSError:
+        return True  # let the reader report why it cannot be read
