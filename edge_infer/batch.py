@@ -13,6 +13,7 @@ batches through :func:`run_batch`; they only format what it yields. Per batch:
 from __future__ import annotations
 
 import contextlib
+import re
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .decode import IMAGE_SUFFIXES, is_image_file
+from .decode import IMAGE_SUFFIXES, image_files
 from .errors import InputImageError, failure_message
 from .pipeline import DEFAULT_DEPTH, prefetched
 
@@ -70,7 +71,7 @@ def expand_inputs(inputs: Iterable[Path]) -> Iterator[Path | InputImageError]:
     :class:`InputImageError` in its place, so it is reported, not skipped."""
     for item in inputs:
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and is_image_file(p))
+            found = image_files(item)
             yield from found or [InputImageError(item, f"folder holds no image files ({' '.join(IMAGE_SUFFIXES)})")]
         else:
             yield item
@@ -85,8 +86,10 @@ class HeatmapWriter:
         self._used: set[str] = set()
 
     def reserve(self, source: Path) -> Path:
-        """The overlay's path for ``source``: unique within the run, claimed in input order."""
-        stem, n = source.stem, 1
+        """The overlay's path for ``source``: unique within the run, claimed in input order, and a
+        portable file name (characters other than letters, digits, ``.``, ``-`` and ``_`` become
+        ``_``, so ``<array 3>`` gives ``_array_3__gradcam.png``)."""
+        stem, n = re.sub(r"[^\w.-]", "_", source.stem, flags=re.ASCII) or "image", 1
         name = f"{stem}_gradcam.png"
         while name in self._used:
             n += 1
@@ -163,7 +166,7 @@ def _infer_all(classifier: Classifier, items: Iterable, heatmap: bool, prefetch:
     """Decode ahead, infer in order; every failure becomes its item's result."""
     counter = iter(range(1 << 62))
     numbered = ((next(counter), item) for item in items)
-    with contextlib.closing(prefetched(lambda pair: _prepare(classifier, pair[1]), numbered, prefetch)) as ready:
+    with contextlib.closing(prefetched(lambda pair: _prepare(classifier, *pair), numbered, prefetch)) as ready:
         for (index, item), prepared in ready:
             source = source_name(item, index)
             if isinstance(prepared, Exception):
@@ -175,10 +178,10 @@ def _infer_all(classifier: Classifier, items: Iterable, heatmap: bool, prefetch:
                 yield _failed(source, item, e)
 
 
-def _prepare(classifier: Classifier, item):
+def _prepare(classifier: Classifier, index: int, item):
     if isinstance(item, InputImageError):
         raise item
-    return classifier.prepare(item)
+    return classifier.prepare(item, name=source_name(item, index))
 
 
 def _failed(source: str, item: object, error: BaseException) -> BatchResult:

@@ -158,14 +158,14 @@ class Classifier:
             f"{INSTALL_HINTS[Engine.ONNXRUNTIME]}; {INSTALL_HINTS[Engine.LITERT]}"
         )
 
-    def prepare(self, image: str | Path | np.ndarray) -> PreparedImage:
+    def prepare(self, image: str | Path | np.ndarray, name: str = "<array>") -> PreparedImage:
         """Decode and preprocess one knee image, without touching the runtime (safe to call from
         another thread while :meth:`infer` runs).
 
         Raises:
             InputImageError: the file or array is not a usable knee image.
         """
-        gray, notes = load_image(image) if isinstance(image, (str, Path)) else (_array_to_gray(image), [])
+        gray, notes = load_image(image) if isinstance(image, (str, Path)) else (_array_to_gray(image, name), [])
         small, pad = prepare_gray(gray, self.manifest.preprocess)
         return PreparedImage(gray, to_model_input(small, self.manifest.preprocess), pad, tuple(notes))
 
@@ -252,11 +252,11 @@ def device_probabilities(raw: np.ndarray) -> np.ndarray:
     return np.where(total > 0, p / np.where(total > 0, total, 1.0), uniform)
 
 
-def _array_to_gray(arr: np.ndarray) -> np.ndarray:
+def _array_to_gray(arr: np.ndarray, name: str = "<array>") -> np.ndarray:
     a = np.asarray(arr)
     if a.dtype != np.uint8 or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
-        raise InputImageError("<array>", f"expected a uint8 (H, W) or (H, W, 3|4) array, got {a.dtype} {a.shape}")
+        raise InputImageError(name, f"expected a uint8 (H, W) or (H, W, 3|4) array, got {a.dtype} {a.shape}")
     gray = a if a.ndim == 2 else pil_to_gray(Image.fromarray(a))
     if min(gray.shape) < MIN_SIDE:
-        raise InputImageError("<array>", f"image too small ({gray.shape[1]}×{gray.shape[0]} px)")
+        raise InputImageError(name, f"image too small ({gray.shape[1]}×{gray.shape[0]} px)")
     return gray

@@ -207,6 +207,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".di
 """File endings picked up when a folder is given; a file named explicitly is always tried."""
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The image files under ``folder``, recursively (:func:`is_image_file`), sorted."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
+
+
 def is_image_file(p: Path) -> bool:
     """Whether a file found in a folder is taken as an image: an image ending, or no ending and
     a DICOM preamble (PACS exports name files ``IM0001``)."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .decode import IMAGE_SUFFIXES, is_image_file, load_grayscale
+from .decode import IMAGE_SUFFIXES, image_files, load_grayscale
 from .errors import DatasetError, InputImageError
 from .labels import classes_from_folders
 from .preprocess import PreprocessSpec, prepare_gray
@@ -65,12 +65,14 @@ def scan_class_folders(root: str | Path, folders: list[str] | None = None) -> Fo
     found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     folders = sorted(folders) if folders is not None else found
     missing = [f for f in folders if f not in found]
+    if not missing and len(folders) == 1:
+        raise DatasetError(f"{root}: one class folder ({folders[0]}); a classifier needs at least two")
     if missing or not folders:
         raise DatasetError(f"{root}: expected class sub-folders {folders or '(any)'}, found {found}")
     classes, kl = classes_from_folders(folders)
     paths, labels = [], []
     for idx, name in enumerate(folders):
-        files = sorted(p for p in (root / name).rglob("*") if p.is_file() and is_image_file(p))
+        files = image_files(root / name)
         paths += files
         labels += [idx] * len(files)
     if not paths:

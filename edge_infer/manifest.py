@@ -21,7 +21,11 @@ from .preprocess import PreprocessSpec
 from .screening import Screening
 
 MANIFEST_FILE = "manifest.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Written by ``kneeoa convert``. 2 added ``preprocess.intensity``: a device whose edge_infer reads
+only 1 must refuse such a model rather than feed it unstretched pixels."""
+READABLE_SCHEMA_VERSIONS = (1, 2)
+"""1: no intensity block (grey levels as stored)."""
 OUTPUT_ROLES = ("probabilities", "features")
 
 
@@ -103,10 +107,6 @@ class Manifest:
                 )
         return path
 
-    @property
-    def positive_indices(self) -> list[int]:
-        return list(self.screening.positive_indices) if self.screening else []
-
     def load_head(self) -> dict[str, np.ndarray]:
         """The head's dense weights for numpy Grad-CAM, checked against the manifest's sha256."""
         head = self.data["gradcam_head"]
@@ -160,8 +160,15 @@ def _require(block: dict, keys: tuple[str, ...], where: str) -> None:
 
 
 def _parse(model_dir: Path, data: dict) -> Manifest:
-    if data.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"schema_version {data.get('schema_version')!r}, this edge_infer reads {SCHEMA_VERSION}")
+    if data.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
+        raise ValueError(
+            f"schema_version {data.get('schema_version')!r}, this edge_infer reads {list(READABLE_SCHEMA_VERSIONS)}; "
+            "a newer model needs a newer kneeoa"
+        )
+    if data["schema_version"] == 1 and (data["preprocess"].get("intensity") or {}).get("method", "stored") != "stored":
+        raise ValueError(
+            "schema_version 1 cannot carry an intensity contract other than 'stored'; rebuild with kneeoa convert"
+        )
     classes = list(data["classes"])
     kl = data.get("kl_grades")
     if kl is not None and len(kl) != len(classes):

@@ -57,18 +57,17 @@ def measure_format(
 
     import_engine(FORMATS[fmt].engine)  # load time is the model's (checksum, session, warm-up), not the import's
     t = time.perf_counter()
-    clf = Classifier(model_dir, format=fmt, threads=threads)
-    load_s = time.perf_counter() - t
-    x = clf.prepare(images[0]).x  # the device's own preprocessing
-    t = time.perf_counter()
-    clf.runtime.run(x)
-    first_s = time.perf_counter() - t
-    for _ in range(warmup):
+    with Classifier(model_dir, format=fmt, threads=threads) as clf:
+        load_s = time.perf_counter() - t
+        x = clf.prepare(images[0]).x  # the device's own preprocessing
+        t = time.perf_counter()
         clf.runtime.run(x)
-    row = {"load_ms": load_s * 1e3, "first_ms": first_s * 1e3}
-    row.update(_interleaved_rounds(clf, x, images, min_time, min_runs))
-    row["peak_rss_mb"] = peak_rss_mb()  # before the accuracy pass, which holds a whole data set
-    clf.close()
+        first_s = time.perf_counter() - t
+        for _ in range(warmup):
+            clf.runtime.run(x)
+        row = {"load_ms": load_s * 1e3, "first_ms": first_s * 1e3}
+        row.update(_interleaved_rounds(clf, x, images, min_time, min_runs))
+        row["peak_rss_mb"] = peak_rss_mb()  # before the accuracy pass, which holds a whole data set
     if data:
         from .evaluate import evaluate
 

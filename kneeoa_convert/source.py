@@ -47,8 +47,14 @@ def load_source(model_path: str | Path) -> SourceModel:
     config_path = path.with_name(CONFIG_FILE)
     if not config_path.is_file():
         raise ConvertError(f"{config_path}: training config not found beside {path.name} (written by `kneeoa train`)")
-    config = json.loads(config_path.read_text())
-    model = keras.saving.load_model(path, compile=False)
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConvertError(f"{config_path}: unreadable training config ({e})") from None
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except (OSError, ValueError, TypeError) as e:  # not a .keras archive, or a corrupt one
+        raise ConvertError(f"{path}: not a readable Keras model ({type(e).__name__}: {e})") from None
     feature_layer = config["train"]["head_layer"]
     _check_head(model, feature_layer, path)
     return SourceModel(path, model, two_output_model(model), config, feature_layer)

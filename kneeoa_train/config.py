@@ -165,17 +165,28 @@ def _from_file(error: ConfigError, base: dict, overrides: dict) -> bool:
 _CLI_SKIP = {"train_dir", "val_dir", "out_dir"}
 
 
+LEGACY_VALUES = {"precision": "float32", "intensity": "stored"}
+"""What runs recorded before an option existed trained with: a saved configuration that lacks
+the key means this value (not today's default)."""
+
+
+def with_legacy_values(saved: dict) -> dict:
+    """A saved ``train`` configuration with the options it predates filled in as they were then."""
+    return {**LEGACY_VALUES, **saved}
+
+
 def training_command(cfg: dict) -> str:
     """The ``kneeoa train`` command line that reproduces a run (options that differ from defaults)."""
     defaults = TrainConfig(train_dir="", val_dir="", out_dir="").to_dict()
     flags = {"jit_compile": "--jit"}
+    cfg = with_legacy_values(cfg)
     parts = ["kneeoa train", cfg["train_dir"], "--val", cfg["val_dir"], "--out", f"runs/{Path(cfg['out_dir']).name}"]
     for key, value in cfg.items():
         if key in _CLI_SKIP or value == defaults.get(key):
             continue
         flag = flags.get(key, "--" + key.replace("_", "-"))
-        if key == "init_from" and (Path(value).parent / "config.json").is_file():
-            value = f"runs/{Path(value).parent.name}/{Path(value).name}"  # a run directory: named as runs/<run>/<file>
+        if key == "init_from" and Path(value).is_absolute():
+            value = f"runs/{Path(value).parent.name}/{Path(value).name}"  # an earlier run: named as runs/<run>/<file>
         if isinstance(value, bool):
             parts.append(flag if value else flag.replace("--", "--no-", 1))
         else:

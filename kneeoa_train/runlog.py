@@ -12,21 +12,22 @@ import sys
 from pathlib import Path
 
 from .config import CONFIG_FILE, training_command
+from .errors import TrainSetupError
 
 
 def summarise(run_dir: str | Path) -> dict:
     """Configuration, per-epoch figures, the selected epoch and the state of one run directory.
 
     Raises:
-        FileNotFoundError: not a run directory (no ``config.json``).
+        TrainSetupError: not a run directory (no ``config.json``).
     """
     run = Path(run_dir)
     config_path = run / CONFIG_FILE
     if not config_path.is_file():
-        raise FileNotFoundError(f"{run}: no {CONFIG_FILE}; not a `kneeoa train` run directory")
+        raise TrainSetupError(f"{run}: no {CONFIG_FILE}; not a `kneeoa train` run directory")
     config = _json(config_path)
     if not isinstance(config, dict) or "train" not in config:
-        raise FileNotFoundError(f"{config_path}: not a `kneeoa train` config (unreadable, or no 'train' section)")
+        raise TrainSetupError(f"{config_path}: not a `kneeoa train` config (unreadable, or no 'train' section)")
     epochs_path = run / "epochs.jsonl"
     lines = epochs_path.read_text().splitlines() if epochs_path.is_file() else []
     epochs = [
@@ -107,5 +108,5 @@ if __name__ == "__main__":
         sys.exit("usage: python -m kneeoa_train.runlog RUN_DIR...")
     try:
         print(markdown(sys.argv[1:]))
-    except FileNotFoundError as e:
+    except TrainSetupError as e:
         sys.exit(f"error: {e}")

@@ -22,7 +22,7 @@ from edge_infer.metrics import classification_summary
 from edge_infer.preprocess import PreprocessSpec, to_model_input
 from edge_infer.screening import Screening
 
-from .config import CONFIG_FILE, MODEL_FILE, TrainConfig
+from .config import CONFIG_FILE, MODEL_FILE, TrainConfig, with_legacy_values
 from .data import class_weights
 from .errors import TrainSetupError
 from .model import build_model
@@ -142,11 +142,17 @@ def train(cfg: TrainConfig) -> Path:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _check_run_dir(out, cfg)
+    check_init_from_contract(cfg)
     keras.utils.set_random_seed(cfg.seed)
     train_ds = scan_class_folders(cfg.train_dir)
     val_ds = scan_class_folders(cfg.val_dir, folders=train_ds.folders)
     spec = PreprocessSpec(size=cfg.input_size, intensity=cfg.intensity)
-    screening = Screening.for_classes(train_ds.classes, train_ds.kl_grades)
+    try:
+        screening = Screening.for_classes(train_ds.classes, train_ds.kl_grades)
+    except ValueError as e:
+        raise TrainSetupError(
+            f"{cfg.train_dir}: classes {train_ds.classes} give no usable screening group ({e})"
+        ) from None
     precision = resolve_precision(cfg.precision)
     log.info("precision: %s (asked: %s)", precision, cfg.precision)
     _write_config(out, cfg, train_ds, val_ds, spec, screening, precision)
@@ -239,7 +245,10 @@ def init_from_model(model, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise TrainSetupError(f"{path}: --init-from model not found")
-    source = keras.saving.load_model(path, compile=False)
+    try:
+        source = keras.saving.load_model(path, compile=False)
+    except (OSError, ValueError, TypeError) as e:  # not a .keras archive, or a corrupt one
+        raise TrainSetupError(f"{path}: --init-from is not a readable Keras model ({type(e).__name__}: {e})") from None
     # Keras numbers unnamed layers per process (conv2d, conv2d_94, ...), so layers pair up by
     # position in the graph, which the same architecture fixes, and are checked by type and shape.
     ours = [layer for layer in model.layers if layer.weights]
@@ -260,12 +269,38 @@ def init_from_model(model, path: str | Path) -> None:
     log.info("initialised from %s", path)
 
 
+def check_init_from_contract(cfg: TrainConfig) -> None:
+    """An ``--init-from`` model must have been trained on the same input contract (intensity):
+    otherwise the next stage starts from weights that expect other pixels.
+
+    Raises:
+        TrainSetupError: the earlier run's ``config.json`` says another intensity contract.
+    """
+    if not cfg.init_from:
+        return
+    config_path = Path(cfg.init_from).with_name(CONFIG_FILE)
+    if not config_path.is_file():
+        log.warning(
+            "%s: no %s beside it; cannot check that it used intensity %r", cfg.init_from, CONFIG_FILE, cfg.intensity
+        )
+        return
+    try:
+        earlier = with_legacy_values(json.loads(config_path.read_text()).get("train", {}))
+    except (OSError, ValueError) as e:
+        raise TrainSetupError(f"{config_path}: unreadable training config ({e})") from None
+    if earlier["intensity"] != cfg.intensity:
+        raise TrainSetupError(
+            f"{cfg.init_from}: trained with --intensity {earlier['intensity']}, this run asks for {cfg.intensity}; "
+            "start every stage of a progressive schedule with the same --intensity"
+        )
+
+
 def _check_run_dir(out: Path, cfg: TrainConfig) -> None:
     """Resume only the same run: refuse a directory holding another configuration or a finished run."""
     config_path = out / CONFIG_FILE
     if not config_path.is_file():
         return
-    previous = json.loads(config_path.read_text()).get("train", {})
+    previous = with_legacy_values(json.loads(config_path.read_text()).get("train", {}))
     changed = sorted(k for k in set(previous) | set(cfg.to_dict()) if previous.get(k) != cfg.to_dict().get(k))
     if changed:
         raise TrainSetupError(

@@ -59,3 +59,30 @@ def test_the_contract_round_trips_through_the_manifest_block():
 def test_an_unknown_contract_is_refused(kwargs, problem):
     with pytest.raises(ValueError, match=problem):
         PreprocessSpec(size=64, **kwargs)
+
+
+def test_a_schema_1_manifest_cannot_carry_a_percentile_contract(tmp_path):
+    """An edge_infer that reads only schema 1 would ignore the intensity block: such a manifest is
+    written as schema 2, and a schema 1 manifest claiming it is refused."""
+    import json
+    import shutil
+
+    from edge_infer.classifier import default_model_dir
+    from edge_infer.errors import ManifestError
+    from edge_infer.manifest import load_manifest
+
+    model = tmp_path / "m"
+    shutil.copytree(default_model_dir(), model)
+    data = json.loads((model / "manifest.json").read_text())
+    assert data["schema_version"] == 1 and load_manifest(model).preprocess.intensity == "stored"
+    data["preprocess"]["intensity"] = {"method": "percentile", "low": 0.5, "high": 99.5}
+    (model / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match="schema_version 1 cannot carry"):
+        load_manifest(model)
+    data["schema_version"] = 2
+    (model / "manifest.json").write_text(json.dumps(data))
+    assert load_manifest(model).preprocess.intensity == "percentile"
+    data["schema_version"] = 3
+    (model / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match="a newer model needs a newer kneeoa"):
+        load_manifest(model)

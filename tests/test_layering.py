@@ -90,3 +90,18 @@ def test_kneeoa_bench_rows_load_no_tensorflow_and_nothing_of_training(model_dir,
         f"measure_format({str(model_dir)!r}, 'tflite-int8', 1, {images!r}, 0.05, 1, 0, {str(knee_dataset / 'val')!r})\n"
     )
     assert _modules_after(row) == []
+
+
+def test_every_package_is_in_the_wheel():
+    """A package missing from pyproject.toml works in an editable install and breaks in a real one."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(REPO).parts)
+        for package in ALLOWED
+        for init in (REPO / package).rglob("__init__.py")
+    } | {"kneeoa_models"}
+    assert found == listed, (
+        f"missing from pyproject.toml: {sorted(found - listed)}; listed but absent: {sorted(listed - found)}"
+    )

@@ -147,3 +147,40 @@ def test_sord_targets_are_ordinal_soft_labels():
         target_table(2, cfg, None)
     with pytest.raises(ValueError, match="loss must be one of"):
         TrainConfig("a", "b", "c", loss="hinge")
+
+
+def test_runs_that_predate_an_option_are_read_with_the_value_they_used(tmp_path):
+    """A run recorded before --intensity/--precision existed trained with stored grey levels in
+    float32: it resumes with those values, and its command says so."""
+    from kneeoa_train.config import CONFIG_FILE, training_command
+    from kneeoa_train.errors import TrainSetupError
+    from kneeoa_train.trainer import _check_run_dir
+
+    old = TrainConfig("a", "b", str(tmp_path), intensity="stored", precision="float32").to_dict()
+    del old["intensity"], old["precision"]
+    (tmp_path / CONFIG_FILE).write_text(json.dumps({"train": old}))
+    _check_run_dir(tmp_path, TrainConfig("a", "b", str(tmp_path), intensity="stored", precision="float32"))
+    with pytest.raises(TrainSetupError, match=r"different configuration \(intensity, precision\)"):
+        _check_run_dir(tmp_path, TrainConfig("a", "b", str(tmp_path)))
+    command = training_command(old)
+    assert "--intensity stored" in command and "--precision float32" in command
+
+
+def test_a_stage_must_start_from_a_model_of_the_same_intensity_contract(tmp_path):
+    from kneeoa_train.config import CONFIG_FILE
+    from kneeoa_train.errors import TrainSetupError
+    from kneeoa_train.trainer import check_init_from_contract
+
+    earlier = tmp_path / "stage1"
+    earlier.mkdir()
+    (earlier / "model.keras").write_bytes(b"")
+    (earlier / CONFIG_FILE).write_text(json.dumps({"train": {"epochs": 3}}))  # predates --intensity: stored
+    check_init_from_contract(TrainConfig("a", "b", "c", init_from=str(earlier / "model.keras"), intensity="stored"))
+    with pytest.raises(TrainSetupError, match="trained with --intensity stored, this run asks for percentile"):
+        check_init_from_contract(TrainConfig("a", "b", "c", init_from=str(earlier / "model.keras")))
+
+
+def test_a_single_class_folder_is_refused(tmp_path):
+    root = write_knee_dataset(tmp_path / "d", per_class=1, size=64, grades=[0])
+    with pytest.raises(DatasetError, match="one class folder"):
+        scan_class_folders(root)

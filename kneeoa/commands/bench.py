@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 
 from edge_infer.errors import KneeOAError
-from edge_infer.formats import FORMAT_NAMES
+
+from .common import parse_formats, write_or_fail
 
 
 @click.command("bench")
@@ -72,12 +73,7 @@ def bench_cmd(
         raise click.BadParameter(
             f"expected comma-separated integers, got {threads!r}", param_hint="--threads"
         ) from None
-    names = [f.strip() for f in formats.split(",") if f.strip()] if formats else None
-    unknown = [n for n in names or [] if n not in FORMAT_NAMES]
-    if unknown:
-        raise click.BadParameter(
-            f"unknown format(s) {unknown}; choose from {', '.join(FORMAT_NAMES)}", param_hint="--formats"
-        )
+    names = parse_formats(formats)
     try:
         report = run_bench(
             model_dir or default_model_dir(),
@@ -93,13 +89,11 @@ def bench_cmd(
     except KneeOAError as e:
         raise click.ClickException(str(e)) from None
     if json_path:
-        json_path.write_text(json.dumps(report, indent=1) + "\n")
-        click.echo(f"wrote {json_path}", err=True)
+        write_or_fail(json_path, lambda p: p.write_text(json.dumps(report, indent=1) + "\n"))
     click.echo(table(report))
     if markdown_path:
-        markdown_path.write_text(markdown(report, shlex.join(["kneeoa", *sys.argv[1:]])))
-        click.echo(f"wrote {markdown_path}", err=True)
+        write_or_fail(markdown_path, lambda p: p.write_text(markdown(report, shlex.join(["kneeoa", *sys.argv[1:]]))))
     if plot_path:
-        click.echo(f"wrote {plot(report, plot_path)}", err=True)
+        write_or_fail(plot_path, lambda p: plot(report, p))
     if any("error" in r for r in report["rows"]):
         sys.exit(1)

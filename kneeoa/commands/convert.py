@@ -11,7 +11,7 @@ import click
 from edge_infer.errors import KneeOAError
 from edge_infer.formats import FORMAT_NAMES
 
-from .common import quiet_tensorflow
+from .common import parse_formats, quiet_tensorflow, require_training_stack
 
 
 @click.command("convert")
@@ -83,15 +83,10 @@ from .common import quiet_tensorflow
 )
 def convert_cmd(model_path: Path, out_dir: Path, formats: str, notes_file: Path | None, **options) -> None:
     """Convert MODEL_PATH (.keras from `kneeoa train`) to edge formats with a manifest."""
-    names = list(FORMAT_NAMES) if formats.strip() == "all" else [f.strip() for f in formats.split(",") if f.strip()]
-    unknown = [n for n in names if n not in FORMAT_NAMES]
-    if unknown or not names:
-        raise click.BadParameter(
-            f"unknown format(s) {unknown}; choose from {', '.join(FORMAT_NAMES)} or 'all'", param_hint="--formats"
-        )
+    names = parse_formats(formats, allow_all=True)
     ship = None
     if options["ship"]:
-        ship = tuple(f.strip() for f in options["ship"].split(",") if f.strip())
+        ship = tuple(parse_formats(options["ship"], param_hint="--ship"))
         if not set(ship) <= set(names):
             raise click.BadParameter(f"{sorted(set(ship) - set(names))} not among --formats", param_hint="--ship")
     options["ship"] = ship
@@ -100,6 +95,7 @@ def convert_cmd(model_path: Path, out_dir: Path, formats: str, notes_file: Path 
         raise click.BadParameter(
             f"{options['default_format']!r} is not among the formats shipped", param_hint="--default-format"
         )
+    require_training_stack("tf2onnx", "onnx")
     quiet_tensorflow()
     from kneeoa_convert.pipeline import ConvertOptions, convert_model
 

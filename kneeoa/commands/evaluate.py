@@ -58,7 +58,11 @@ def evaluate_cmd(data_dir: Path, model_dir, format_name, threads, out_dir, as_js
     finally:
         progress.close()
     if out_dir:
-        for path in write_outputs(result, out_dir):
+        try:
+            written = write_outputs(result, out_dir)
+        except OSError as e:
+            raise click.ClickException(f"{out_dir}: cannot write the evaluation files ({e.strerror or e})") from None
+        for path in written:
             click.echo(f"wrote {path}", err=True)
     if as_json:
         click.echo(json.dumps({k: v for k, v in result.items() if k != "predictions"}, indent=1))

@@ -9,7 +9,7 @@ import click
 from edge_infer.errors import ConfigError, KneeOAError
 from kneeoa_train.config import CLASS_WEIGHT_MODES, HEAD_LAYERS, INTENSITIES, LOSSES, PRECISIONS, SELECT_METRICS
 
-from .common import quiet_tensorflow
+from .common import quiet_tensorflow, require_training_stack
 
 
 @click.command("train")
@@ -88,6 +88,7 @@ def train_cmd(data_dir: Path, val_dir, out_dir, config_file, **options) -> None:
             train_dir, val_dir = data_dir / "train", data_dir / "val"
         else:
             raise click.UsageError("give --val DIR, or a DATA_DIR holding train/ and val/")
+    require_training_stack()
     quiet_tensorflow()
     from kneeoa_train.config import TrainConfig
     from kneeoa_train.trainer import train
