@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .decode import IMAGE_SUFFIXES, image_files
-from .errors import InputImageError, failure_message
+from .errors import InputImageError, InputRefusedError, failure_message
 from .pipeline import DEFAULT_DEPTH, prefetched
 
 if TYPE_CHECKING:
@@ -36,12 +36,13 @@ MAX_PENDING_HEATMAPS = 4
 class BatchResult:
     """What became of one input.
 
-    Exactly one of ``prediction`` and ``error`` is set.
+    Exactly one of ``prediction``, ``refusal`` and ``error`` is set.
 
     Attributes:
         source: The input as a person reads it: its path, or ``<array N>`` for an in-memory image.
-        prediction: The result, or ``None`` when the input failed.
+        prediction: The result, or ``None`` when the input was refused or failed.
         heatmap: Path of the heatmap PNG written for it, if any.
+        refusal: Why the input gate refused to grade it (one line a person can act on).
         error: One line naming the input and the problem, when it failed.
         exception: The exception behind ``error`` (for callers that dispatch on its type).
         item: The input exactly as given (a path, an array, or a caller's ``InputImageError``).
@@ -53,13 +54,29 @@ class BatchResult:
     error: str | None = None
     exception: BaseException | None = field(default=None, compare=False, repr=False)
     item: object = field(default=None, compare=False, repr=False)
+    refusal: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        """Graded (neither refused nor failed)."""
+        return self.prediction is not None
+
+    @property
+    def status(self) -> str:
+        """``graded``, ``refused`` or ``failed``."""
+        return "graded" if self.prediction is not None else "refused" if self.refusal else "failed"
+
+    @property
+    def message(self) -> str | None:
+        """The one line for stderr when it was not graded."""
+        return None if self.ok else f"{self.source}: {self.refusal}" if self.refusal else self.error
 
     def to_record(self) -> dict:
         """The JSON record ``edge-infer --json`` prints for this input."""
+        if self.refusal is not None:
+            verdict = getattr(self.exception, "verdict", None)
+            return {"input": self.source, "refused": self.refusal, "check": getattr(verdict, "check", None),
+                    "gate_scores": verdict.to_record()["scores"] if verdict is not None else {}}  # fmt: skip
         if self.prediction is None:
             return {"input": self.source, "error": self.error}
         return self.prediction.to_record(self.source, self.heatmap)
@@ -173,7 +190,9 @@ def _infer_all(classifier: Classifier, items: Iterable, heatmap: bool, prefetch:
                 yield _failed(source, item, prepared)
                 continue
             try:
-                yield BatchResult(source, classifier.infer(prepared, heatmap), item=item)
+                yield BatchResult(source, classifier.infer(prepared, heatmap, source), item=item)
+            except InputRefusedError as e:
+                yield BatchResult(source, refusal=" ".join(e.reason.split()), exception=e, item=item)
             except Exception as e:  # one image must never take the batch down
                 yield _failed(source, item, e)
 

@@ -14,8 +14,9 @@ import numpy as np
 from PIL import Image
 
 from .decode import MIN_SIDE, load_image, pil_to_gray
-from .errors import InputImageError, RuntimeUnavailableError
+from .errors import InputImageError, InputRefusedError, RuntimeUnavailableError
 from .formats import FORMATS, Engine
+from .gate import PASSED, GateVerdict, check_image
 from .gradcam import cam_to_image, gradcam_from_features
 from .manifest import Manifest, load_manifest
 from .pipeline import DEFAULT_DEPTH
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from .batch import BatchResult
 
 log = logging.getLogger(__name__)
+
+GATE_MODES = ("enforce", "report", "off")
 
 
 def default_model_dir() -> Path:
@@ -45,15 +48,19 @@ class PreparedImage:
 
     Attributes:
         gray: The input as ``uint8`` grey at its original size.
+        small: The square ``uint8`` grey image at the model's input size.
         x: The model input, ``(1, size, size, channels)`` ``float32``.
         pad: Where the image sits in the padded square (to map the heatmap back).
         notes: What was done beyond decoding.
+        verdict: The input gate's image checks (blank, aspect), made before inference.
     """
 
     gray: np.ndarray
+    small: np.ndarray
     x: np.ndarray
     pad: SquarePadding
     notes: tuple[str, ...] = ()
+    verdict: GateVerdict = PASSED
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,9 @@ class Prediction:
             :meth:`Classifier.predict` was asked for no heatmap.
         image: The input as ``uint8`` grey at its original size (for overlays).
         notes: What was done beyond decoding (e.g. which DICOM frame or window was used).
+        gate: What the input gate said: ``passed``; ``forced: <reason>`` when it would have
+            refused and ``--no-gate`` graded anyway; ``image checks only`` for a model without a
+            fitted gate; ``off``.
     """
 
     label: str
@@ -81,6 +91,7 @@ class Prediction:
     cam: np.ndarray | None
     image: np.ndarray
     notes: tuple[str, ...] = ()
+    gate: str = "off"
 
     def to_record(self, source: str, heatmap: str | None = None) -> dict:
         """The JSON record ``edge-infer --json`` prints."""
@@ -92,6 +103,7 @@ class Prediction:
             "kl_grade": self.kl_grade,
             "heatmap": heatmap,
             "notes": list(self.notes),
+            "gate": self.gate,
         }
 
 
@@ -104,6 +116,10 @@ class Classifier:
             ``default_format``, or the first shipped format whose engine is installed.
         threads: Inference threads (default: the engine's choice for onnxruntime, all cores for LiteRT).
         verbose: Let runtime banners through to stderr.
+        gate: The input gate (:mod:`edge_infer.gate`): ``enforce`` refuses what is not a
+            single-knee crop like the training ones (:class:`InputRefusedError`); ``report``
+            grades anyway and records that it was forced (``edge-infer --no-gate``, for research);
+            ``off`` skips the checks (measurements of the gate's own cost).
 
     Raises:
         ManifestError: missing/invalid manifest, missing or corrupt artifact, or a model whose
@@ -117,13 +133,21 @@ class Classifier:
         format: str | None = None,
         threads: int | None = None,
         verbose: bool = False,
+        gate: str = "enforce",
     ):
+        if gate not in GATE_MODES:
+            raise ValueError(f"gate must be one of {GATE_MODES}, got {gate!r}")
+        self.gate_mode = gate
         self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
         self.manifest: Manifest = load_manifest(self.model_dir)
         self.format = format or self._pick_format()
         m = self.manifest
         path = m.artifact_path(self.format)  # unknown, missing or corrupt → ManifestError
         self._head = m.load_head()
+        self._gate = m.load_gate(self.format) if gate != "off" else None
+        if self._gate is None and gate != "off":
+            log.warning("%s has no fitted input gate (converted before gates existed): only the image checks run; "
+                        "fit one with `kneeoa gate`", self.model_dir)  # fmt: skip
         size, ch = m.preprocess.size, m.preprocess.channels
         self._runtime: Runtime = open_runtime(
             FORMATS[self.format],
@@ -167,17 +191,30 @@ class Classifier:
         """
         gray, notes = load_image(image) if isinstance(image, (str, Path)) else (_array_to_gray(image, name), [])
         small, pad = prepare_gray(gray, self.manifest.preprocess)
-        return PreparedImage(gray, to_model_input(small, self.manifest.preprocess), pad, tuple(notes))
+        verdict = check_image(gray) if self.gate_mode != "off" else PASSED
+        return PreparedImage(gray, small, to_model_input(small, self.manifest.preprocess), pad, tuple(notes), verdict)
 
-    def infer(self, prepared: PreparedImage, heatmap: bool = True) -> Prediction:
-        """Run the network on an image from :meth:`prepare`; ``heatmap`` also computes Grad-CAM."""
+    def infer(self, prepared: PreparedImage, heatmap: bool = True, source: str = "<array>") -> Prediction:
+        """Run the network on an image from :meth:`prepare`; ``heatmap`` also computes Grad-CAM.
+
+        Raises:
+            InputRefusedError: the input gate refused it (not with ``gate="report"``).
+        """
+        enforce = self.gate_mode == "enforce"
+        if enforce and not prepared.verdict.passed:  # refused on sight: no inference spent on it
+            raise InputRefusedError(source, prepared.verdict.reason, prepared.verdict)
         out = self._runtime.run(prepared.x)
+        verdict = prepared.verdict
+        if verdict.passed and self._gate is not None and self.gate_mode != "off":
+            verdict = self._gate.check(out["features"][0], prepared.small)
+        if enforce and not verdict.passed:
+            raise InputRefusedError(source, verdict.reason, verdict)
         probs = device_probabilities(out["probabilities"][0])
         top = int(probs.argmax())
         cam = (
             cam_to_image(gradcam_from_features(out["features"][0], self._head, top), prepared.pad) if heatmap else None
         )
-        return self._prediction(probs, top, cam, prepared.gray, prepared.notes)
+        return self._prediction(probs, top, cam, prepared, verdict)
 
     def predict(self, image: str | Path | np.ndarray, heatmap: bool = True) -> Prediction:
         """Classify one knee image: a file path, or a ``uint8`` array (grey ``(H, W)`` or RGB ``(H, W, 3)``).
@@ -189,7 +226,8 @@ class Classifier:
         Raises:
             InputImageError: the file or array is not a usable knee image.
         """
-        return self.infer(self.prepare(image), heatmap)
+        source = str(image) if isinstance(image, (str, Path)) else "<array>"
+        return self.infer(self.prepare(image), heatmap, source)
 
     def predict_many(
         self, images: Iterable, heatmap: bool = True, prefetch: int = DEFAULT_DEPTH
@@ -212,7 +250,7 @@ class Classifier:
         yield from run_batch(self, images, heatmap=heatmap, prefetch=prefetch)
 
     def _prediction(
-        self, probs: np.ndarray, top: int, cam: np.ndarray | None, gray: np.ndarray, notes: tuple[str, ...] = ()
+        self, probs: np.ndarray, top: int, cam: np.ndarray | None, prepared: PreparedImage, verdict: GateVerdict
     ) -> Prediction:
         m = self.manifest
         oa = None
@@ -227,9 +265,17 @@ class Classifier:
             oa_probability=oa,
             class_index=top,
             cam=cam,
-            image=gray,
-            notes=notes,
+            image=prepared.gray,
+            notes=prepared.notes,
+            gate=self._gate_status(verdict),
         )
+
+    def _gate_status(self, verdict: GateVerdict) -> str:
+        if self.gate_mode == "off":
+            return "off"
+        if not verdict.passed:
+            return f"forced: {verdict.reason}"  # gate="report" (--no-gate): graded although refused
+        return "passed" if self._gate is not None else "image checks only"
 
     def close(self) -> None:
         self._runtime.close()

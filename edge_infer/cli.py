@@ -2,7 +2,8 @@
 
 Each input gives one line (or one JSON object with ``--json``) on stdout. A bad input gives one
 line on stderr naming the file and the problem, an ``{"input", "error"}`` record in ``--json``
-mode, and the batch goes on; the exit status is 1 if any input failed.
+mode, and the batch goes on; an input the gate refuses gets the same treatment with an
+``{"input", "refused", ...}`` record. The exit status is 1 if any input failed or was refused.
 """
 
 from __future__ import annotations
@@ -65,9 +66,16 @@ def describe(source: str, record: dict) -> str:
 @click.option(
     "--progress/--no-progress", default=True, help="Show done/total on stderr for batches of 20 or more [default: on]."
 )
+@click.option(
+    "--no-gate",
+    is_flag=True,
+    help="Grade even what the input gate refuses (research only); each record says it was forced.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show runtime banners and debug logs.")
 @click.version_option(package_name="kneeoa")
-def main(inputs, model_dir, format_name, as_json, heatmap_dir, output_path, threads, progress, verbose) -> None:
+def main(
+    inputs, model_dir, format_name, as_json, heatmap_dir, output_path, threads, progress, no_gate, verbose
+) -> None:
     """Grade knee X-rays (Kellgren–Lawrence 0–4) and screen for osteoarthritis (KL ≥ 2).
 
     INPUT: image files (PNG, JPEG, TIFF, BMP, DICOM), or folders searched recursively for them.
@@ -83,7 +91,8 @@ def main(inputs, model_dir, format_name, as_json, heatmap_dir, output_path, thre
     except OSError as e:
         raise click.ClickException(f"{heatmap_dir}: cannot create the heatmap folder ({e.strerror})") from None
     try:
-        classifier = Classifier(model_dir, format=format_name, threads=threads, verbose=verbose)
+        gate = "report" if no_gate else "enforce"
+        classifier = Classifier(model_dir, format=format_name, threads=threads, verbose=verbose, gate=gate)
     except KneeOAError as e:
         raise click.ClickException(str(e)) from None
     try:
@@ -103,7 +112,7 @@ def main(inputs, model_dir, format_name, as_json, heatmap_dir, output_path, thre
                     results.write(record)
                 if not result.ok:
                     failed += 1
-                    counter.note(f"error: {result.error}")
+                    counter.note(f"{'refused' if result.refusal else 'error'}: {result.message}")
                     if as_json:
                         click.echo(json.dumps(record))
                 else:

@@ -11,6 +11,7 @@ and keeps its traceback. The workstation packages add their own branches
     ├── InputImageError          an input file is not a usable knee image
     ├── ManifestError            a model directory, manifest or artifact is missing or inconsistent
     │   └── ModelContractError   a model file's inputs/outputs differ from its manifest
+    ├── InputRefusedError        the input gate refused to grade an image (not a knee crop like the training ones)
     ├── RuntimeUnavailableError  the engine a format needs is not installed
     ├── DatasetError             a labelled folder cannot be used (missing, no classes, wrong classes)
     ├── ConfigError              an option or config-file value is invalid (also a ValueError)
@@ -35,6 +36,17 @@ class InputImageError(KneeOAError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class InputRefusedError(KneeOAError):
+    """The input gate refused to grade an image: it is not a single-knee PA crop like those the
+    model was trained on. ``verdict`` holds the check that refused it and the scores."""
+
+    def __init__(self, path: str | Path, reason: str, verdict=None):
+        self.path = str(path)
+        self.reason = reason
+        self.verdict = verdict
+        super().__init__(f"{self.path}: refused: {reason}")
 
 
 class ManifestError(KneeOAError):

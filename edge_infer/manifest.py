@@ -107,6 +107,34 @@ class Manifest:
                 )
         return path
 
+    def load_gate(self, fmt: str):
+        """The input gate of format ``fmt`` (:class:`edge_infer.gate.InputGate`), checked against
+        the manifest's sha256, or ``None`` for a model converted before gates existed.
+
+        Raises:
+            ManifestError: the gate file is missing, corrupt or malformed, or has no thresholds
+                for ``fmt``.
+        """
+        from .gate import InputGate, Thresholds
+
+        block = self.data.get("gate")
+        if block is None:
+            return None
+        try:
+            path = self._checked_file(block["file"], block["sha256"], "input gate listed in the manifest")
+            thresholds = Thresholds.from_dict(block["formats"][fmt]["thresholds"])
+        except KeyError as e:
+            raise ManifestError(f"{self.model_dir / MANIFEST_FILE}: the gate block lacks {e} for {fmt}; "
+                                "refit it with `kneeoa gate`") from None  # fmt: skip
+        except (TypeError, ValueError) as e:
+            raise ManifestError(f"{self.model_dir / MANIFEST_FILE}: malformed gate block ({e})") from None
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                prefix = f"{fmt}."
+                return InputGate({k[len(prefix) :]: npz[k] for k in npz.files if k.startswith(prefix)}, thresholds)
+        except (OSError, ValueError) as e:
+            raise ManifestError(f"{path}: not a usable input gate ({e})") from None
+
     def load_head(self) -> dict[str, np.ndarray]:
         """The head's dense weights for numpy Grad-CAM, checked against the manifest's sha256."""
         head = self.data["gradcam_head"]

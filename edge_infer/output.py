@@ -32,18 +32,8 @@ class ResultFile:
         self._csv = None
         if suffix == ".csv":
             self._csv = csv.writer(self._f)
-            self._csv.writerow(
-                [
-                    "input",
-                    "error",
-                    "kl_grade",
-                    "label",
-                    "oa_probability",
-                    *(f"p_{c}" for c in classes),
-                    "heatmap",
-                    "notes",
-                ]
-            )
+            self._csv.writerow(["input", "error", "refused", "kl_grade", "label", "oa_probability",
+                                *(f"p_{c}" for c in classes), "heatmap", "notes", "gate"])  # fmt: skip
             self._f.flush()
 
     def write(self, record: dict) -> None:
@@ -51,18 +41,10 @@ class ResultFile:
             self._f.write(json.dumps(record) + "\n")
         else:
             probs = record.get("probabilities") or {}
-            self._csv.writerow(
-                [
-                    record["input"],
-                    record.get("error", ""),
-                    _cell(record.get("kl_grade")),
-                    record.get("label", ""),
-                    _cell(record.get("oa_probability")),
-                    *(_cell(probs.get(c)) for c in self.classes),
-                    record.get("heatmap") or "",
-                    "; ".join(record.get("notes") or []),
-                ]
-            )
+            row = [record["input"], record.get("error", ""), record.get("refused", ""), _cell(record.get("kl_grade")),
+                   record.get("label", ""), _cell(record.get("oa_probability")), *(_cell(probs.get(c)) for c in self.classes),
+                   record.get("heatmap") or "", "; ".join(record.get("notes") or []), record.get("gate", "")]  # fmt: skip
+            self._csv.writerow(row)
         self._f.flush()
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "convert": "kneeoa.commands.convert:convert_cmd",
     "evaluate": "kneeoa.commands.evaluate:evaluate_cmd",
     "bench": "kneeoa.commands.bench:bench_cmd",
+    "gate": "kneeoa.commands.gate:gate_cmd",
 }
 
 

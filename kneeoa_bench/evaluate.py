@@ -37,6 +37,8 @@ def evaluate(
     format: str | None = None,
     threads: int | None = None,
     on_result: Callable[[int, int, Path, str | None], None] | None = None,
+    ood_dir: str | Path | None = None,
+    gate: str = "enforce",
 ) -> dict:
     """Score every image under ``data_dir/<class>/`` with :class:`Classifier`.
 
@@ -46,10 +48,15 @@ def evaluate(
         format: Format name; default the manifest's.
         threads: Inference threads.
         on_result: Called after each image with ``(done, total, path, error or None)`` (progress).
+        ood_dir: A folder of images that are not knee crops (sub-folders are categories): report
+            how many the input gate refuses.
+        gate: The classifier's gate mode; ``report`` scores every knee, refused or not.
 
     Returns:
         A JSON-ready dict: ``model``, ``format``, ``data``, ``n``, ``failed`` (``{input, error}``
-        records), ``summary`` (the figures) and ``predictions`` (one record per scored image).
+        records), ``refused`` (``{input, reason, check}``: the gate's false refusals),
+        ``summary`` (the figures, of the knees graded), ``predictions`` (one record per graded
+        image) and, with ``ood_dir``, ``ood`` (refusals per category).
 
     Raises:
         DatasetError: no dataset there, or its classes are not the model's.
@@ -57,14 +64,15 @@ def evaluate(
     """
     data_dir = Path(data_dir)
     t0 = time.perf_counter()
-    with Classifier(model_dir, format=format, threads=threads) as clf:
+    with Classifier(model_dir, format=format, threads=threads, gate=gate) as clf:
         m = clf.manifest
         ds = scan_class_folders(data_dir)
         if ds.classes != m.classes:
             raise DatasetError(
                 f"{data_dir}: class folders {ds.folders} give classes {ds.classes}; the model {m.name} has {m.classes}"
             )
-        labels, probs, predictions, failed = _score(clf, ds, on_result)
+        labels, probs, predictions, failed, refused = _score(clf, ds, on_result)
+        ood = ood_refusals(clf, Path(ood_dir)) if ood_dir else None
         fmt = clf.format
     y = np.asarray(labels, np.int64)
     p = np.asarray(probs, np.float64).reshape(len(labels), len(m.classes))
@@ -77,22 +85,35 @@ def evaluate(
             "n": len(ds.paths),
             "seconds": round(time.perf_counter() - t0, 2),
             "failed": failed,
+            "refused": refused,
+            "gate": {
+                "mode": gate,
+                "refused": len(refused),
+                "false_refusal_rate": len(refused) / max(len(ds) - len(failed), 1),
+            },
+            "ood": ood,
             "summary": summarize(y, p, m.classes, m.screening),
             "predictions": predictions,
         }
     )
 
 
-def _score(clf: Classifier, ds: FolderDataset, on_result) -> tuple[list, list, list, list]:
-    """Every image of ``ds`` through the batch engine: labels and probabilities of those scored,
-    a prediction record each, and the failures."""
+def _score(clf: Classifier, ds: FolderDataset, on_result) -> tuple[list, list, list, list, list]:
+    """Every image of ``ds`` through the batch engine: labels and probabilities of those graded,
+    a prediction record each, the failures and the refusals."""
     m = clf.manifest
-    labels, probs, predictions, failed = [], [], [], []
+    labels, probs, predictions, failed, refused = [], [], [], [], []
     batch = clf.predict_many(ds.paths, heatmap=False)  # decodes ahead; results in input order
     with contextlib.closing(batch):  # Ctrl-C or a failing callback stops the decoding thread too
         for i, (result, label) in enumerate(zip(batch, ds.labels, strict=True)):
             path, pred = result.item, result.prediction
-            if not result.ok:  # one file never stops the evaluation
+            if result.refusal or (pred is not None and pred.gate.startswith("forced")):  # refused, or would be
+                verdict = getattr(result.exception, "verdict", None)
+                reason = result.refusal or pred.gate.removeprefix("forced: ")
+                refused.append({"input": str(path), "reason": reason, "check": getattr(verdict, "check", None)})
+            if result.refusal:
+                pass  # no grade to score
+            elif not result.ok:  # one file never stops the evaluation
                 failed.append({"input": str(path), "error": result.error})
             else:
                 labels.append(int(label))
@@ -108,7 +129,34 @@ def _score(clf: Classifier, ds: FolderDataset, on_result) -> tuple[list, list, l
                 )
             if on_result:
                 on_result(i + 1, len(ds.paths), path, result.error)
-    return labels, probs, predictions, failed
+    return labels, probs, predictions, failed, refused
+
+
+def ood_refusals(clf: Classifier, folder: Path) -> dict:
+    """Run every image under ``folder`` (not knee crops) and count what the gate refuses, per
+    category (the first sub-folder under ``folder``). Unreadable files count as refused: they
+    are never graded either."""
+    from edge_infer.batch import expand_inputs
+
+    by: dict[str, dict] = {}
+    accepted = []
+    with contextlib.closing(clf.predict_many(expand_inputs([folder]), heatmap=False)) as batch:
+        for result in batch:
+            rel = (
+                Path(result.source).relative_to(folder)
+                if Path(result.source).is_relative_to(folder)
+                else Path(result.source)
+            )
+            category = rel.parts[0] if len(rel.parts) > 1 else "."
+            entry = by.setdefault(category, {"n": 0, "refused": 0})
+            entry["n"] += 1
+            graded = result.ok and not result.prediction.gate.startswith("forced")
+            entry["refused"] += int(not graded)
+            if graded:
+                accepted.append({"input": result.source, "label": result.prediction.label})
+    n, refused = sum(e["n"] for e in by.values()), sum(e["refused"] for e in by.values())
+    return {"folder": str(folder), "n": n, "refused": refused, "refusal_rate": refused / max(n, 1),
+            "by_category": dict(sorted(by.items())), "accepted": accepted}  # fmt: skip
 
 
 def summarize(y: np.ndarray, p: np.ndarray, classes: list[str], screening: Screening | None) -> dict:
@@ -140,6 +188,14 @@ def report(result: dict) -> str:
         f"model {result['model']} ({result['format']}) on {result['data']}: "
         f"{s['n']} images scored, {len(result['failed'])} failed"
     ]
+    g = result.get("gate") or {}
+    lines.append(f"  input gate ({g.get('mode', 'enforce')}): {g.get('refused', 0)} knees refused "
+                 f"(false refusal rate {_f(g.get('false_refusal_rate'))})")  # fmt: skip
+    ood = result.get("ood")
+    if ood:
+        cats = ", ".join(f"{c} {e['refused']}/{e['n']}" for c, e in ood["by_category"].items())
+        lines.append(f"  out of distribution ({ood['folder']}): {ood['refused']} of {ood['n']} refused "
+                     f"({_f(ood['refusal_rate'])}): {cats}")  # fmt: skip
     if not s["n"]:
         return "\n".join(lines)
     lines.append(

@@ -57,7 +57,7 @@ def measure_format(
 
     import_engine(FORMATS[fmt].engine)  # load time is the model's (checksum, session, warm-up), not the import's
     t = time.perf_counter()
-    with Classifier(model_dir, format=fmt, threads=threads) as clf:
+    with Classifier(model_dir, format=fmt, threads=threads, gate="report") as clf:
         load_s = time.perf_counter() - t
         x = clf.prepare(images[0]).x  # the device's own preprocessing
         t = time.perf_counter()
@@ -82,12 +82,15 @@ def measure_format(
 
 
 def _interleaved_rounds(clf, x, images: list[str], min_time: float, min_runs: int, min_rounds: int = 5) -> dict:
-    """Raw invoke and the three batch modes, measured in alternating rounds.
+    """Raw invoke and the batch modes, measured in alternating rounds.
 
     A round is: ``len(images)`` raw invokes of one preprocessed image; the same images as one
     ``edge-infer`` batch (:func:`edge_infer.batch.run_batch`: decode ahead, infer, records); the batch
     through ``Classifier.predict_many(heatmap=True)``, which also computes each Grad-CAM map; and
-    the ``edge-infer --heatmap-dir`` batch, which also writes the overlay PNGs. Rounds go on until
+    the ``edge-infer --heatmap-dir`` batch, which also writes the overlay PNGs; and the first batch
+    again with the input gate off, so ``gate_cost`` is the gate's share of a knee's time. The
+    classifier runs with the gate in ``report`` mode, so images it would refuse (noise, when no
+    ``--data`` is given) still take the whole path. Rounds go on until
     the raw invokes alone add up to ``min_time``. Each ratio to raw is the median over rounds of
     that round's ratio, so the slow drifts of a shared machine, which move both sides of a round
     together, cancel out.
@@ -96,15 +99,23 @@ def _interleaved_rounds(clf, x, images: list[str], min_time: float, min_runs: in
 
     def batch(mode: str, folder: str) -> float:
         writer = HeatmapWriter(Path(folder)) if mode == "png" else None
+        clf.gate_mode = "off" if mode == "nogate" else "report"  # report: every image runs the whole path
         t = time.perf_counter()
         for result in run_batch(clf, [Path(p) for p in images], heatmap=mode == "cam", heatmaps=writer):
             if mode != "cam":
                 result.to_record()  # what edge-infer prints
             if not result.ok:
                 raise RuntimeError(result.error)
-        return (time.perf_counter() - t) / len(images)
+        elapsed = (time.perf_counter() - t) / len(images)
+        clf.gate_mode = "report"
+        return elapsed
 
-    modes = {"end_to_end": "plain", "end_to_end_gradcam": "cam", "end_to_end_heatmap_png": "png"}
+    modes = {
+        "end_to_end": "plain",
+        "end_to_end_gradcam": "cam",
+        "end_to_end_heatmap_png": "png",
+        "end_to_end_no_gate": "nogate",
+    }
     raw: list[float] = []
     per_round: dict[str, list[float]] = {"raw": [], **{k: [] for k in modes}}
     with tempfile.TemporaryDirectory() as folder:
@@ -122,6 +133,10 @@ def _interleaved_rounds(clf, x, images: list[str], min_time: float, min_runs: in
                 per_round[key].append(batch(mode, folder))
     base = np.asarray(per_round["raw"])
     out = {"latency": _percentiles(raw), "rounds": len(base), "batch_size": len(images)}
+    # the input gate's share of a knee's batch time: with it against without it, round by round
+    out["gate_cost"] = float(
+        np.median(np.asarray(per_round["end_to_end"]) / np.asarray(per_round["end_to_end_no_gate"]) - 1)
+    )
     for key in modes:
         knee = np.asarray(per_round[key])
         out[key] = {

@@ -13,7 +13,8 @@ COLUMNS = (
     *(("gflops", "GFLOP/s", "GFLOP/s"), ("e2e", "e2e ms", "e2e ms"), ("ratio", "/raw", "e2e / raw")),
     *(("e2e_cam", "+CAM ms", "e2e+CAM ms"), ("ratio_cam", "/raw", "+CAM / raw")),
     *(("e2e_png", "+PNG ms", "e2e+PNG ms"), ("ratio_png", "/raw", "+PNG / raw")),
-    *(("rss", "RSS MB", "peak RSS MB"), ("acc", "acc", "accuracy"), ("qwk", "QWK", "QWK")),
+    *(("gate", "gate %", "gate cost %"), ("rss", "RSS MB", "peak RSS MB")),
+    *(("acc", "acc", "accuracy"), ("qwk", "QWK", "QWK")),
 )
 """The measured columns after format and threads, in order; the text table ends with agreement,
 the Markdown with AUC and agreement."""
@@ -85,6 +86,8 @@ def _method_lines(report: dict) -> list[str]:
         "same batch through `Classifier.predict_many(heatmap=True)`, which also computes each Grad-CAM map; +PNG: "
         "`edge-infer --heatmap-dir`, which also writes each overlay as a PNG. Raw invoke and batches alternate "
         'in rounds of one batch each; "/ raw" is the median over rounds of that round\'s ratio to the raw invoke.',
+        "- Gate cost: the plain batch with the input gate's checks against the same batch with the gate off, "
+        "as the median over rounds of that round's ratio, minus 1.",
         "- Load: checksum and session or interpreter creation. Each row runs in a fresh process; RSS is that "
         "process's peak.",
     ]
@@ -130,6 +133,7 @@ def _cells(r: dict) -> dict[str, str]:
         "ratio_cam": _f(cam.get("ratio_to_raw"), 1, 2),
         "ratio_png": _f(png.get("ratio_to_raw"), 1, 2),
         "rss": _f(r["peak_rss_mb"]),
+        "gate": _f(r.get("gate_cost"), 100, 1),
         "acc": _f(acc.get("accuracy"), 1, 3),
         "qwk": _f(acc.get("quadratic_weighted_kappa"), 1, 3),
         "auc": _f(acc.get("screening_auc"), 1, 3),

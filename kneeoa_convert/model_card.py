@@ -142,6 +142,7 @@ def render_model_card(model_dir: str | Path) -> str:
         "",
         *_training_section(d),
         *_validation_section(m),
+        *_gate_section(d),
         "## Limits",
         "",
         *_limits(m, training["config"], bool(training.get("data_citation"))),
@@ -193,6 +194,36 @@ def _validation_section(m) -> list[str]:
         "",
         *_dropped_and_agreement(d),
         *_reproduce(m, first),
+    ]
+
+
+def _gate_section(d: dict) -> list[str]:
+    gate = d.get("gate")
+    if not gate:
+        return ["## Input gate", "", "No fitted input gate: only the image checks (blank, aspect ratio) run. "
+                "Fit one with `kneeoa gate`.", ""]  # fmt: skip
+    fitted = gate["fitted_on"]
+    rows = ["| format | validation knees refused | false refusal rate | refused by distance / orientation / polarity |",
+            "|---|---|---|---|"]  # fmt: skip
+    for fmt, entry in gate["formats"].items():
+        v = entry["validation"]
+        by = v["refused_by"]
+        rows.append(f"| `{fmt}` | {v['refused']} of {v['n']} | {v['false_refusal_rate']:.3f} | "
+                    f"{by['distance']} / {by['not_upright']} / {by['negative']} |")  # fmt: skip
+    return [
+        "## Input gate",
+        "",
+        f"Before a grade is reported, every image is checked ({gate['method']}). Fitted per format on "
+        f"{fitted['images']} training knees of `{fitted['source']}` and their wrong versions "
+        f"({', '.join(fitted['transforms'])}); thresholds set on `{gate['validation_source']}` so that at most "
+        f"{gate['target_false_refusal_rate']:.1%} of its knees are refused:",
+        "",
+        *rows,
+        "",
+        "A refused image gets no grade and no Normal/Osteoarthritis label, only the reason. Measure it on "
+        "images that are not knee crops with `kneeoa evaluate VAL --ood DIR` (`python -m kneeoa_bench.oodset` "
+        "builds such a set).",
+        "",
     ]
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_infer.formats import FORMATS, Engine, ModelFormat
+from edge_infer.gate import GATE_FILE
 from edge_infer.manifest import MANIFEST_FILE, SCHEMA_VERSION, load_manifest, sha256_file
 from edge_infer.metrics import json_safe
 from edge_infer.preprocess import PreprocessSpec
@@ -21,6 +22,7 @@ from edge_infer.screening import Screening
 
 from .calibration import ImageSample, draw_sample
 from .errors import ConvertError, ParityFloorError
+from .gate import fit_gate, record_gate
 from .model_card import write_model_card
 from .onnx_export import OPSET, export_onnx_fp32, quantize_onnx_int8
 from .parity import keras_reference, measure_parity, pairwise_agreement
@@ -61,6 +63,10 @@ class ConvertOptions:
             that stay out of git and are rebuilt from the ``.keras`` file).
         notes: Markdown recorded in the manifest and shown in the model card (e.g. what was
             tried and how far the model is from its targets).
+        gate: Fit the input gate (:mod:`kneeoa_convert.gate`) on ``calibration_dir`` (training
+            images) and set its thresholds on ``verify_dir`` (validation knees).
+        gate_images: Training images drawn to fit the gate.
+        gate_target: False refusals allowed on the validation knees.
     """
 
     formats: tuple[str, ...]
@@ -76,6 +82,9 @@ class ConvertOptions:
     min_gradcam_r: float = 0.9
     ship: tuple[str, ...] | None = None
     notes: str | None = None
+    gate: bool = True
+    gate_images: int = 1500
+    gate_target: float = 0.015
 
 
 @dataclass
@@ -146,6 +155,8 @@ def convert_model(model_path: str | Path, out_dir: str | Path, opts: ConvertOpti
     names = [n for n in FORMATS if n in opts.formats]
     needs_calibration = any(FORMATS[n].calibrated for n in names)
     verify_dir = opts.verify_dir or opts.calibration_dir
+    if opts.gate and opts.calibration_dir is None:
+        raise ConvertError("the input gate is fitted on --calibration DIR (training images): give it, or --no-gate")
     if verify_dir is None or (needs_calibration and opts.calibration_dir is None):
         raise ConvertError(
             "give --calibration DIR (real images in class sub-folders): int8 formats are calibrated "
@@ -180,9 +191,14 @@ def convert_model(model_path: str | Path, out_dir: str | Path, opts: ConvertOpti
         n: {k: v for k, v in e.items() if k not in ("file", "sha256")} for n, e in dropped.items()
     }
     path = out_dir / MANIFEST_FILE
+    (out_dir / GATE_FILE).unlink(missing_ok=True)  # never ship a gate fitted to an earlier model
     path.write_text(json.dumps(json_safe(manifest), indent=2, allow_nan=False) + "\n")
     load_manifest(out_dir)  # what we wrote must be what the device accepts
-    write_model_card(out_dir)
+    if opts.gate:
+        block = fit_gate(out_dir, opts.calibration_dir, verify_dir, opts.gate_images, opts.gate_target, opts.seed)
+        record_gate(out_dir, block)  # re-renders the model card
+    else:
+        write_model_card(out_dir)
     if rejected:
         raise ParityFloorError(
             f"{out_dir}: rejected {'; '.join(f'{n} ({why})' for n, why in rejected.items())}; "

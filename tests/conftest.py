@@ -80,7 +80,23 @@ def model_dir(trained_run, knee_dataset, tmp_path_factory) -> Path:
         min_gradcam_r=-1.0,
     )  # barely trained: int8 parity is meaningless
     convert_model(trained_run, out, opts)
+    _widen_gate(out)
     return out
+
+
+def _widen_gate(model_dir: Path) -> None:
+    """The tiny model's gate was fitted on 40 synthetic knees, its thresholds set on 20: whether
+    another synthetic knee passes is luck of that fit. Tests of everything else must not depend on
+    it, so the fixture widens the fitted thresholds (the image checks stay as they are);
+    tests/test_gate.py tests the fitted checks themselves."""
+    import json
+
+    path = model_dir / "manifest.json"
+    data = json.loads(path.read_text())
+    for entry in data["gate"]["formats"].values():
+        t = entry["thresholds"]
+        t.update(distance=t["distance"] * 100, orientation=t["orientation"] + 1000, polarity=t["polarity"] + 1000)
+    path.write_text(json.dumps(data, indent=2))
 
 
 @pytest.fixture

@@ -11,6 +11,9 @@ from edge_infer.manifest import load_manifest
 from realdata import REAL_DATA
 
 FLOOR_MARGIN = 0.02  # the shipped figure may drift by rounding/threading, not by more
+OOD_FLOOR = 0.95
+"""Refused share of the out-of-distribution set, as measured for the shipped gate (README); the
+issue's target is 0.99, not reached yet: inverted knees are the hard case."""
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +37,20 @@ def test_default_model_is_complete_and_cites_its_data(manifest):
 SHIPPED = list(load_manifest(default_model_dir()).artifacts)
 
 
+EXAMPLES = sorted((default_model_dir().parent.parent / "examples").glob("*.png"))
+
+
 @pytest.mark.parametrize("fmt", SHIPPED)
-def test_default_model_runs(manifest, knee_png, fmt):
+def test_default_model_runs_on_the_shipped_examples_and_refuses_a_drawing(manifest, knee_png, fmt):
+    from edge_infer.errors import InputRefusedError
+
+    assert len(EXAMPLES) == 3
     with Classifier(format=fmt) as clf:
-        pred = clf.predict(knee_png)
-    assert pred.kl_grade in range(5) and pred.label in ("Normal", "Osteoarthritis")
+        for example in EXAMPLES:
+            pred = clf.predict(example)
+            assert pred.kl_grade in range(5) and pred.label in ("Normal", "Osteoarthritis") and pred.gate == "passed"
+        with pytest.raises(InputRefusedError, match="refused: not a"):
+            clf.predict(knee_png)  # a synthetic drawing of a knee is not a radiograph the model knows
 
 
 @pytest.mark.realdata
@@ -49,9 +61,32 @@ def test_default_model_holds_its_validation_figures(manifest, fmt):
     from kneeoa_bench.evaluate import evaluate
 
     recorded = manifest.artifacts[fmt].info["parity_vs_keras"]
-    result = evaluate(REAL_DATA / "val", format=fmt)
+    result = evaluate(REAL_DATA / "val", format=fmt, gate="report")  # every knee graded, as when it shipped
     s = result["summary"]
     assert not result["failed"] and s["n"] == recorded["n"]
+    gate = manifest.data["gate"]["formats"][fmt]["validation"]
+    assert result["gate"]["refused"] == gate["refused"] and gate["false_refusal_rate"] <= 0.02
     assert s["accuracy"] >= recorded["accuracy"] - FLOOR_MARGIN
     assert s["quadratic_weighted_kappa"] >= recorded["quadratic_weighted_kappa"] - FLOOR_MARGIN
     assert s["screening"]["auc"] >= recorded["screening_auc"] - FLOOR_MARGIN
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("fmt", SHIPPED)
+def test_default_model_gate_refuses_what_is_not_a_knee_crop(fmt, tmp_path):
+    """The out-of-distribution set of `python -m kneeoa_bench.oodset` (synthetic images, pydicom's
+    CT/MR/US files, photographs when scikit-image is installed, and validation knees inverted,
+    rotated, upside down, small in a large field, two side by side) through exactly what ships."""
+    from edge_infer.folders import balanced_order, scan_class_folders
+    from kneeoa_bench.evaluate import ood_refusals
+    from kneeoa_bench.oodset import build
+
+    val = scan_class_folders(REAL_DATA / "val")
+    counts = build(tmp_path / "ood", [val.paths[i] for i in balanced_order(val.labels, 21, seed=7)])
+    assert counts["inverted"] == counts["side_by_side"] == 20
+    with Classifier(format=fmt) as clf:
+        ood = ood_refusals(clf, tmp_path / "ood")
+    by = ood["by_category"]
+    for category in ("blank", "gradient", "noise", "dicom_other", "small_in_field", "side_by_side"):
+        assert by[category]["refused"] == by[category]["n"], (category, ood["accepted"])
+    assert ood["refusal_rate"] >= OOD_FLOOR, ood["by_category"]

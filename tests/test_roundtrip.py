@@ -111,7 +111,8 @@ def test_edge_infer_json_records(model_dir, knee_dataset, tmp_path):
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(records) == 4
     for rec in records:
-        assert set(rec) == {"input", "label", "probabilities", "oa_probability", "kl_grade", "heatmap", "notes"}
+        assert set(rec) == {"input", "label", "probabilities", "oa_probability", "kl_grade", "heatmap", "notes", "gate"}
+        assert rec["gate"] == "passed"  # validation knees: the gate's thresholds were set on them
         assert rec["notes"] == []
         assert set(rec["probabilities"]) == {"KL0", "KL1", "KL2", "KL3", "KL4"}
         assert rec["kl_grade"] == int(max(rec["probabilities"], key=rec["probabilities"].get)[2:])

@@ -11,16 +11,11 @@ import click
 
 from edge_infer.errors import KneeOAError
 
-from .common import parse_formats, write_or_fail
+from .common import model_option, parse_formats, write_or_fail
 
 
 @click.command("bench")
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Model directory with manifest.json [default: the shipped model].",
-)
+@model_option
 @click.option(
     "--formats", help="Comma-separated formats [default: every format in the model directory, registry order]."
 )

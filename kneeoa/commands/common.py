@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from pathlib import Path
 
 import click
 
 TRAIN_EXTRA = 'pip install "kneeoa[train]"'
+
+model_option = click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Model directory with manifest.json [default: the shipped model].",
+)
+"""``--model DIR``, as every command that runs a converted model takes it."""
 
 
 def quiet_tensorflow() -> None:

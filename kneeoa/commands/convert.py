@@ -81,6 +81,13 @@ from .common import parse_formats, quiet_tensorflow, require_training_stack
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Markdown file recorded in the manifest and shown in the model card (what was tried, known gaps).",
 )
+@click.option(
+    "--gate/--no-gate", default=True, help="Fit the input gate on --calibration and set it on --verify [default: on]."
+)
+@click.option("--gate-images", type=click.IntRange(min=20), default=1500, show_default=True,
+              help="Training images drawn to fit the input gate.")  # fmt: skip
+@click.option("--gate-false-refusals", "gate_target", type=click.FloatRange(0.001, 0.2), default=0.015,
+              show_default=True, help="Share of --verify knees the input gate may refuse.")  # fmt: skip
 def convert_cmd(model_path: Path, out_dir: Path, formats: str, notes_file: Path | None, **options) -> None:
     """Convert MODEL_PATH (.keras from `kneeoa train`) to edge formats with a manifest."""
     names = parse_formats(formats, allow_all=True)

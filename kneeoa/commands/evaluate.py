@@ -11,15 +11,12 @@ import click
 from edge_infer.errors import KneeOAError
 from edge_infer.formats import FORMAT_NAMES
 
+from .common import model_option
+
 
 @click.command("evaluate")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Model directory with manifest.json [default: the shipped model].",
-)
+@model_option
 @click.option(
     "--format", "format_name", type=click.Choice(FORMAT_NAMES), help="Model format [default: the manifest's]."
 )
@@ -36,7 +33,10 @@ from edge_infer.formats import FORMAT_NAMES
     is_flag=True,
     help="Print the figures as JSON (without per-image predictions) instead of the table.",
 )
-def evaluate_cmd(data_dir: Path, model_dir, format_name, threads, out_dir, as_json) -> None:
+@click.option("--ood", "ood_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A folder of images that are not knee crops (sub-folders: categories): report the gate's refusals.")  # fmt: skip
+@click.option("--no-gate", is_flag=True, help="Score every knee, including those the input gate would refuse.")
+def evaluate_cmd(data_dir: Path, model_dir, format_name, threads, out_dir, as_json, ood_dir, no_gate) -> None:
     """Score DATA_DIR (one sub-folder per class: 0..4 for KL grades) on the edge runtime, as shipped.
 
     Unreadable images are reported on stderr and listed under "failed"; the exit status is then 1.
@@ -52,7 +52,8 @@ def evaluate_cmd(data_dir: Path, model_dir, format_name, threads, out_dir, as_js
         progress(done, total)
 
     try:
-        result = evaluate(data_dir, model_dir, format_name, threads, on_result=on_result)
+        gate = "report" if no_gate else "enforce"
+        result = evaluate(data_dir, model_dir, format_name, threads, on_result=on_result, ood_dir=ood_dir, gate=gate)
     except KneeOAError as e:
         raise click.ClickException(str(e)) from None
     finally:

@@ -1,0 +1,206 @@
+"""The input gate: refuse to grade what is not a single-knee PA crop like those the model learned.
+
+A screening aid must not give a confident answer to an input it was not made for. Every image is
+checked before a grade is reported, in numpy, from what one inference already gives:
+
+1. **Image checks**, before inference, on the decoded grey image: a blank or nearly uniform image
+   (its 0.5–99.5 percentile grey-level spread under :data:`MIN_SPREAD` of 255), an aspect ratio
+   beyond :data:`MAX_ASPECT` (a bilateral film or a whole cassette, not one knee), and more than
+   :data:`MAX_EMPTY` of the image empty black (a knee small in a large field).
+2. **Orientation**: a softmax regression on the pooled feature map (top half and bottom half
+   pooled separately, so the vertical layout counts) tells a knee as it should be from the same
+   knee inverted (a negative image), rotated by 90° or upside down. It is fitted on training
+   knees and those three transforms of them.
+3. **Polarity**: a logistic regression on the 16×16 thumbnail of the model input tells a
+   radiograph from its negative, from the pixels alone.
+4. **Distance**: the Mahalanobis distance of the pooled features to class-conditional Gaussians
+   with a shared covariance (Lee et al., NeurIPS 2018), fitted on training knees. The covariance
+   is kept as its leading eigenvectors plus one variance for the rest (probabilistic PCA), which
+   refused as much as the full matrix at a sixth of the file size. Anything far
+   from every grade is refused: other modalities, photographs, noise, whole films.
+
+Checks 2–4 are fitted per model by ``kneeoa convert`` (:mod:`kneeoa_convert.gate`) and their
+thresholds set on validation knees to a stated false-refusal rate, per shipped format; the fitted
+arrays ship as ``gate.npz`` beside the model, checksummed in the manifest like every artifact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+GATE_FILE = "gate.npz"
+MIN_SPREAD = 16
+"""Grey levels (of 255) between an image's 0.5th and 99.5th percentiles below which it is refused
+as blank. Every training and validation knee of kneeKL224 spans more than 60."""
+MAX_EMPTY = 0.5
+"""Share of near-black pixels (grey level 8 or less) above which an image is refused as a knee
+small in a large field (an uncropped film). kneeKL224 knees: at most 0.22 (train and val)."""
+MAX_ASPECT = 1.6
+"""Longest side over shortest side above which an image is refused as not one knee. Training
+crops are square; a bilateral standing film is about 2:1."""
+THUMBNAIL = 16
+"""Side of the thumbnail the polarity check reads."""
+ORIENTATIONS = ("as expected", "inverted (a negative image)", "rotated by 90 degrees", "upside down")
+"""The classes of the orientation check, in the order of its outputs."""
+ARRAYS = ("feature_mean", "feature_scale", "orientation_w", "orientation_b", "basis", "basis_scale",
+          "residual_variance", "class_means", "polarity_mean", "polarity_scale", "polarity_w", "polarity_b")  # fmt: skip
+"""What ``gate.npz`` holds (float32 arrays)."""
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """The gate's finding for one image.
+
+    Attributes:
+        passed: Whether the image may be graded.
+        check: The check that refused it (``blank``, ``aspect``, ``orientation``, ``polarity``,
+            ``distance``), or ``None``.
+        reason: One line a person can act on, or ``None`` when it passed.
+        scores: The measured values (distance; orientation and polarity log-odds), for records.
+    """
+
+    passed: bool
+    check: str | None = None
+    reason: str | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def to_record(self) -> dict:
+        return {"passed": self.passed, "check": self.check, "reason": self.reason,
+                "scores": {k: round(v, 4) for k, v in self.scores.items()}}  # fmt: skip
+
+
+PASSED = GateVerdict(True)
+
+
+def check_image(gray: np.ndarray) -> GateVerdict:
+    """The image checks, before any inference: blank, and not one knee by its shape."""
+    h, w = gray.shape
+    aspect = max(h, w) / min(h, w)
+    if aspect > MAX_ASPECT:
+        wide = "wider than tall" if w > h else "taller than wide"
+        return GateVerdict(False, "aspect", f"not a single-knee crop: a {w}×{h} image is {aspect:.1f} times {wide}; "
+                           "it looks like both knees or a whole film: crop one knee", {"aspect": aspect})  # fmt: skip
+    counts = np.bincount(gray.ravel(), minlength=256)
+    cdf = np.cumsum(counts)
+    lo, hi = np.searchsorted(cdf, cdf[-1] * 0.005), np.searchsorted(cdf, cdf[-1] * 0.995)
+    spread = float(hi - lo)
+    if spread < MIN_SPREAD:
+        return GateVerdict(False, "blank", f"not a radiograph: the image is blank or nearly uniform "
+                           f"(grey levels span {spread:.0f} of 255)", {"spread": spread})  # fmt: skip
+    empty = float(cdf[8] / cdf[-1])
+    if empty > MAX_EMPTY:
+        return GateVerdict(False, "field", f"not a single-knee crop: {empty:.0%} of the image is empty black "
+                           "background; it looks like a whole film or a knee small in a large field: crop one knee",
+                           {"empty": empty})  # fmt: skip
+    return PASSED
+
+
+def pooled_features(feature_map: np.ndarray) -> np.ndarray:
+    """The gate's feature vector: the ``(H, W, C)`` feature map's top half and bottom half, each
+    averaged over space, concatenated (``2C``); the middle row of an odd height goes to the top."""
+    fm = np.asarray(feature_map, np.float32)
+    top = (fm.shape[0] + 1) // 2
+    return np.concatenate([fm[:top].mean((0, 1)), fm[top:].mean((0, 1))])
+
+
+def thumbnail(small: np.ndarray, side: int = THUMBNAIL) -> np.ndarray:
+    """The ``(side*side,)`` block-mean thumbnail of a square ``uint8`` model input, in [0, 1]."""
+    s = np.asarray(small, np.float32)
+    k = s.shape[0] // side
+    s = s[: k * side, : k * side].reshape(side, k, side, k).mean((1, 3))
+    return (s / 255.0).ravel()
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where each fitted check refuses, for one format (set on validation knees)."""
+
+    distance: float
+    orientation: float
+    polarity: float
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Thresholds:
+        values = {k: d[k] for k in ("distance", "orientation", "polarity")}
+        bad = {
+            k: v
+            for k, v in values.items()
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v)
+        }
+        if bad:
+            raise ValueError(f"gate thresholds must be finite numbers, got {bad}")
+        return cls(**{k: float(v) for k, v in values.items()})
+
+
+class InputGate:
+    """The fitted checks of one model and format.
+
+    Args:
+        arrays: The arrays of ``gate.npz`` (:data:`ARRAYS`).
+        thresholds: This format's thresholds.
+
+    Raises:
+        ValueError: missing arrays, or shapes that do not fit together.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], thresholds: Thresholds):
+        missing = [k for k in ARRAYS if k not in arrays]
+        if missing:
+            raise ValueError(f"gate arrays lack {', '.join(missing)}")
+        a = {k: np.asarray(arrays[k], np.float32) for k in ARRAYS}
+        d, t = a["feature_mean"].shape[0], a["polarity_mean"].shape[0]
+        k = a["basis_scale"].shape[0]
+        shapes = {"feature_scale": (d,), "orientation_w": (d, len(ORIENTATIONS)), "orientation_b": (len(ORIENTATIONS),),
+                  "basis": (d, k), "residual_variance": (1,), "polarity_scale": (t,), "polarity_w": (t,),
+                  "polarity_b": (1,)}  # fmt: skip
+        wrong = {k: a[k].shape for k, shape in shapes.items() if a[k].shape != shape}
+        if wrong or a["class_means"].ndim != 2 or a["class_means"].shape[1] != d or t != THUMBNAIL**2:
+            raise ValueError(f"gate arrays do not fit together (feature size {d}): {wrong or 'class_means/thumbnail'}")
+        self.arrays, self.thresholds, self.feature_size = a, thresholds, d
+        self._class_proj = a["class_means"] @ a["basis"]
+
+    def scores(self, feature_map: np.ndarray, small: np.ndarray) -> dict[str, float]:
+        """Distance, orientation and polarity scores of one image's feature map and model input."""
+        a = self.arrays
+        f = pooled_features(feature_map)
+        if f.shape[0] != self.feature_size:
+            raise ValueError(f"feature map gives {f.shape[0]} gate features, the gate expects {self.feature_size}")
+        z = (f - a["feature_mean"]) / a["feature_scale"]
+        logits = (z @ a["orientation_w"] + a["orientation_b"]).astype(np.float64)
+        wrong = logits[1:].max() + np.log(np.exp(logits[1:] - logits[1:].max()).sum())
+        proj = f @ a["basis"] - self._class_proj  # (classes, k): along the leading eigenvectors, one product
+        residual = ((f[None, :] - a["class_means"]) ** 2).sum(1) - (proj**2).sum(1)
+        distance = float((((proj * a["basis_scale"]) ** 2).sum(1) + residual / a["residual_variance"][0]).min())
+        x = (thumbnail(small) - a["polarity_mean"]) / a["polarity_scale"]
+        return {
+            "distance": distance,
+            # log-odds, not probabilities: the regressions are confident, and thresholds at 1 - 1e-9
+            # would be set on rounding noise
+            "not_upright": float(wrong - logits[0]),
+            "negative": float(x @ a["polarity_w"] + a["polarity_b"][0]),
+            **{f"logit_{name.split(' ')[0]}": float(v) for name, v in zip(ORIENTATIONS, logits, strict=True)},
+        }  # fmt: skip
+
+    def verdict(self, scores: dict[str, float]) -> GateVerdict:
+        """Refuse by the check that fails: far from every knee first (the orientation of a
+        photograph means nothing), then a knee in the wrong orientation, then a negative."""
+        t = self.thresholds
+        worst = max(range(1, len(ORIENTATIONS)), key=lambda i: scores[f"logit_{ORIENTATIONS[i].split(' ')[0]}"])
+        if scores["distance"] > t.distance:
+            also = f"; if it is a knee, it looks {ORIENTATIONS[worst]}" if scores["not_upright"] > t.orientation else ""
+            return GateVerdict(False, "distance", "not a single-knee PA crop like those the model was trained on "
+                               f"(feature distance {scores['distance']:.0f} > {t.distance:.0f}): another view, joint, "
+                               f"modality or a whole film; crop one knee's PA view{also}", scores)  # fmt: skip
+        if scores["not_upright"] > t.orientation:
+            return GateVerdict(False, "orientation", f"not a knee PA crop as the model expects: it looks "
+                               f"{ORIENTATIONS[worst]}; correct the image and try again", scores)  # fmt: skip
+        if scores["negative"] > t.polarity:
+            return GateVerdict(False, "polarity", "not a knee PA crop as the model expects: it looks like a negative "
+                               "(bone dark, background light); check the image's photometric interpretation", scores)  # fmt: skip
+        return GateVerdict(True, scores=scores)
+
+    def check(self, feature_map: np.ndarray, small: np.ndarray) -> GateVerdict:
+        """The fitted checks for one image (``small``: its ``uint8`` model input, square)."""
+        return self.verdict(self.scores(feature_map, small))
