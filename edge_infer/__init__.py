@@ -11,6 +11,12 @@ load numpy, Pillow or a runtime before they are needed.
 from __future__ import annotations
 
 import importlib
+import os
+
+# A hospital device makes no network call: onnxruntime's PyPI build otherwise sends usage events
+# and writes a device ID (../shared/TOOLCHAIN.md). The variable must be set before onnxruntime is
+# imported, and every entry point imports this package first. Forced, not defaulted.
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 _EXPORTS = {
     "Classifier": "classifier",

@@ -105,3 +105,13 @@ def test_every_package_is_in_the_wheel():
     assert found == listed, (
         f"missing from pyproject.toml: {sorted(found - listed)}; listed but absent: {sorted(listed - found)}"
     )
+
+
+def test_onnxruntime_telemetry_is_off_before_onnxruntime_loads():
+    code = (
+        "import os, sys\nos.environ['ORT_DISABLE_TELEMETRY'] = '0'\nimport edge_infer.cli\n"
+        "assert 'onnxruntime' not in sys.modules\nprint(os.environ['ORT_DISABLE_TELEMETRY'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "1"
