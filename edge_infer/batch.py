@@ -181,9 +181,7 @@ def run_batch(
 
 def _infer_all(classifier: Classifier, items: Iterable, heatmap: bool, prefetch: int) -> Iterator[BatchResult]:
     """Decode ahead, infer in order; every failure becomes its item's result."""
-    counter = iter(range(1 << 62))
-    numbered = ((next(counter), item) for item in items)
-    with contextlib.closing(prefetched(lambda pair: _prepare(classifier, *pair), numbered, prefetch)) as ready:
+    with contextlib.closing(prefetched(lambda pair: _prepare(classifier, *pair), enumerate(items), prefetch)) as ready:
         for (index, item), prepared in ready:
             source = source_name(item, index)
             if isinstance(prepared, Exception):

@@ -111,11 +111,9 @@ def _score(clf: Classifier, ds: FolderDataset, on_result) -> tuple[list, list, l
                 verdict = getattr(result.exception, "verdict", None)
                 reason = result.refusal or pred.gate.removeprefix("forced: ")
                 refused.append({"input": str(path), "reason": reason, "check": getattr(verdict, "check", None)})
-            if result.refusal:
-                pass  # no grade to score
-            elif not result.ok:  # one file never stops the evaluation
+            if result.status == "failed":  # one file never stops the evaluation
                 failed.append({"input": str(path), "error": result.error})
-            else:
+            elif result.ok:  # a refused knee has no grade to score
                 labels.append(int(label))
                 probs.append([pred.probabilities[c] for c in m.classes])
                 predictions.append(
