@@ -12,10 +12,15 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 
 # A hospital device makes no network call: onnxruntime's PyPI build otherwise sends usage events
 # and writes a device ID (../shared/TOOLCHAIN.md). The variable must be set before onnxruntime is
-# imported, and every entry point imports this package first. Forced, not defaulted.
+# imported (its import reads it; setting it later, or disable_telemetry_events(), does not stop
+# it), and every entry point imports this package first. Forced, not defaulted. A program that
+# imported onnxruntime with telemetry on before this package is refused an onnxruntime session
+# (edge_infer.runtimes.OnnxRuntime), rather than run it.
+ONNXRUNTIME_TELEMETRY_ON = "onnxruntime" in sys.modules and os.environ.get("ORT_DISABLE_TELEMETRY") != "1"
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 _EXPORTS = {

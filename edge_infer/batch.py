@@ -13,7 +13,7 @@ batches through :func:`run_batch`; they only format what it yields. Per batch:
 from __future__ import annotations
 
 import contextlib
-import re
+import dataclasses
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .decode import IMAGE_SUFFIXES, image_files
-from .errors import InputImageError, InputRefusedError, failure_message
+from .errors import InputImageError, InputRefusedError, failure_message, readable_name
+from .finding import IMAGE_SUFFIXES, find_images
+from .heatmaps import HeatmapWriter
 from .pipeline import DEFAULT_DEPTH, prefetched
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class BatchResult:
         source: The input as a person reads it: its path, or ``<array N>`` for an in-memory image.
         prediction: The result, or ``None`` when the input was refused or failed.
         heatmap: Path of the heatmap PNG written for it, if any.
+        heatmap_error: Why its heatmap could not be written (the grade stands).
         refusal: Why the input gate refused to grade it (one line a person can act on).
         error: One line naming the input and the problem, when it failed.
         exception: The exception behind ``error`` (for callers that dispatch on its type).
@@ -55,6 +57,7 @@ class BatchResult:
     exception: BaseException | None = field(default=None, compare=False, repr=False)
     item: object = field(default=None, compare=False, repr=False)
     refusal: str | None = None
+    heatmap_error: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -79,58 +82,34 @@ class BatchResult:
                     "gate_scores": verdict.to_record()["scores"] if verdict is not None else {}}  # fmt: skip
         if self.prediction is None:
             return {"input": self.source, "error": self.error}
-        return self.prediction.to_record(self.source, self.heatmap)
+        record = self.prediction.to_record(self.source, self.heatmap)
+        if self.heatmap_error:
+            record["heatmap_error"] = self.heatmap_error
+        return record
 
 
 def expand_inputs(inputs: Iterable[Path]) -> Iterator[Path | InputImageError]:
     """Files as given; folders expanded recursively to their image files (by ending, plus DICOM
-    files without one, as PACS exports name them), sorted. A folder with no image file yields an
-    :class:`InputImageError` in its place, so it is reported, not skipped."""
+    files without one, as PACS exports name them), sorted. What a folder search passed over
+    (an unreadable sub-folder, a broken or looping link, a FIFO: :func:`edge_infer.finding.find_images`)
+    and a folder with no image file yield an :class:`InputImageError` in their places, so they are
+    reported, not skipped."""
     for item in inputs:
         if item.is_dir():
-            found = image_files(item)
+            found = find_images(item)
             yield from found or [InputImageError(item, f"folder holds no image files ({' '.join(IMAGE_SUFFIXES)})")]
         else:
             yield item
 
 
-class HeatmapWriter:
-    """Writes ``<stem>_gradcam.png`` overlays, never overwriting one from the same run."""
-
-    def __init__(self, directory: Path):
-        self.directory = directory
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._used: set[str] = set()
-
-    def reserve(self, source: Path) -> Path:
-        """The overlay's path for ``source``: unique within the run, claimed in input order, and a
-        portable file name (characters other than letters, digits, ``.``, ``-`` and ``_`` become
-        ``_``, so ``<array 3>`` gives ``_array_3__gradcam.png``)."""
-        stem, n = re.sub(r"[^\w.-]", "_", source.stem, flags=re.ASCII) or "image", 1
-        name = f"{stem}_gradcam.png"
-        while name in self._used:
-            n += 1
-            name = f"{stem}_{n}_gradcam.png"
-        self._used.add(name)
-        return self.directory / name
-
-    @staticmethod
-    def write(path: Path, prediction: Prediction) -> Path:
-        from PIL import Image
-
-        from .gradcam import overlay
-
-        # zlib level 1: a third of the default's time for files about 20% larger (measured on knees).
-        Image.fromarray(overlay(prediction.image, prediction.cam)).save(path, compress_level=1)
-        return path
-
-
 def source_name(item: object, index: int) -> str:
-    """How a result names its input: the path as given, or ``<array N>``."""
+    """How a result names its input: the path as given, or ``<array N>``. Bytes of a file name
+    that are not UTF-8 are written as ``\\xNN`` (:func:`edge_infer.errors.readable_name`), so
+    every output can encode the name."""
     if isinstance(item, InputImageError):
-        return item.path
+        return readable_name(item.path)
     if isinstance(item, (str, Path)):
-        return str(item)
+        return readable_name(str(item))
     return f"<array {index}>"
 
 
@@ -160,8 +139,7 @@ def run_batch(
     try:
         for result in _infer_all(classifier, items, heatmap, prefetch):
             if writer and result.prediction is not None:
-                path = heatmaps.reserve(Path(result.source))
-                pending.append((result, writer.submit(_write_heatmap, heatmaps, path, result)))
+                pending.append((result, writer.submit(_write_heatmap, heatmaps, result)))
             else:
                 pending.append((result, None))
             while pending and (len(pending) > MAX_PENDING_HEATMAPS or _finished(pending[0])):
@@ -205,13 +183,14 @@ def _failed(source: str, item: object, error: BaseException) -> BatchResult:
     return BatchResult(source, error=failure_message(source, error), exception=error, item=item)
 
 
-def _write_heatmap(heatmaps: HeatmapWriter, path: Path, result: BatchResult) -> BatchResult:
+def _write_heatmap(heatmaps: HeatmapWriter, result: BatchResult) -> BatchResult:
     try:
-        written = heatmaps.write(path, result.prediction)
-    except OSError as e:
-        message = f"{result.source}: cannot write its heatmap {path} ({e.strerror or e})"
-        return BatchResult(result.source, error=message, exception=e, item=result.item)
-    return BatchResult(result.source, result.prediction, heatmap=str(written), item=result.item)
+        written = heatmaps.write(result.source, result.prediction)
+    except Exception as e:  # full or read-only folder, no free name: the grade stands, the heatmap is reported
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else " ".join(str(e).split()) or type(e).__name__
+        message = f"cannot write its heatmap into {heatmaps.directory} ({reason})"
+        return dataclasses.replace(result, heatmap_error=message, exception=e)
+    return dataclasses.replace(result, heatmap=str(written))
 
 
 def _finished(entry: tuple[BatchResult, Future | None]) -> bool:
@@ -220,9 +199,4 @@ def _finished(entry: tuple[BatchResult, Future | None]) -> bool:
 
 def _resolve(entry: tuple[BatchResult, Future | None]) -> BatchResult:
     result, future = entry
-    if future is None:
-        return result
-    try:
-        return future.result()
-    except Exception as e:  # an unexpected failure while writing: that input's error, the batch goes on
-        return _failed(result.source, result.item, e)
+    return result if future is None else future.result()  # _write_heatmap never raises

@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from .decode import MIN_SIDE, load_image, pil_to_gray
-from .errors import InputImageError, InputRefusedError, RuntimeUnavailableError
-from .formats import FORMATS, Engine
+from .calibration import IDENTITY, calibration_of
+from .decode import check_shape, load_image, pil_to_gray
+from .errors import ConfigError, InputImageError, InputRefusedError, RuntimeUnavailableError
+from .formats import FORMATS, MAX_THREADS, Engine
 from .gate import PASSED, GateVerdict, check_image
 from .gradcam import cam_to_image, gradcam_from_features
 from .manifest import Manifest, load_manifest
 from .pipeline import DEFAULT_DEPTH
-from .preprocess import SquarePadding, prepare_gray, to_model_input
+from .preprocess import SquarePadding, prepare_gray, square_padding, to_model_input
 from .runtimes import INSTALL_HINTS, Runtime, engine_available, open_runtime
 
 if TYPE_CHECKING:
@@ -47,7 +48,8 @@ class PreparedImage:
     """A decoded, preprocessed knee: what :meth:`Classifier.infer` needs.
 
     Attributes:
-        gray: The input as ``uint8`` grey at its original size.
+        gray: The input as ``uint8`` grey: at its original size, or scaled down to
+            :data:`DISPLAY_MAX_SIDE` on its longest side when larger (:func:`display_copy`).
         small: The square ``uint8`` grey image at the model's input size.
         x: The model input, ``(1, size, size, channels)`` ``float32``.
         pad: Where the image sits in the padded square (to map the heatmap back).
@@ -68,15 +70,17 @@ class Prediction:
     """The result for one knee image.
 
     Attributes:
-        label: Screening result (``"Normal"``/``"Osteoarthritis"``) for a model with a screening
+        label: Screening result (``"Normal"``, ``"Osteoarthritis"``, or ``"Refer"`` when the
+            calibrated P(OA) falls in the format's refer band) for a model with a screening
             grouping; otherwise the top class.
         kl_grade: The most probable KL grade, or ``None`` for a model that does not grade KL.
-        probabilities: Class name → probability.
+        probabilities: Class name → probability (calibrated, when the manifest records a calibration).
         oa_probability: Summed probability of the positive classes (KL ≥ 2), or ``None``.
         class_index: Index of the top class (the class the heatmap explains).
-        cam: Grad-CAM map in [0, 1] over the original image, ``(height, width)``; ``None`` when
+        cam: Grad-CAM map in [0, 1] over ``image``, ``(height, width)``; ``None`` when
             :meth:`Classifier.predict` was asked for no heatmap.
-        image: The input as ``uint8`` grey at its original size (for overlays).
+        image: The input as ``uint8`` grey (for overlays): at its original size, or scaled down
+            to :data:`DISPLAY_MAX_SIDE` on its longest side when larger.
         notes: What was done beyond decoding (e.g. which DICOM frame or window was used).
         gate: What the input gate said: ``passed``; ``forced: <reason>`` when it would have
             refused and ``--no-gate`` graded anyway; ``image checks only`` for a model without a
@@ -120,6 +124,9 @@ class Classifier:
             single-knee crop like the training ones (:class:`InputRefusedError`); ``report``
             grades anyway and records that it was forced (``edge-infer --no-gate``, for research);
             ``off`` skips the checks (measurements of the gate's own cost).
+        calibrate: Apply the format's calibration from the manifest (temperature scaling and the
+            ``Refer`` band, :mod:`edge_infer.calibration`); ``False`` reports the network's own
+            probabilities and only Normal/Osteoarthritis (what calibration is fitted on).
 
     Raises:
         ManifestError: missing/invalid manifest, missing or corrupt artifact, or a model whose
@@ -134,9 +141,12 @@ class Classifier:
         threads: int | None = None,
         verbose: bool = False,
         gate: str = "enforce",
+        calibrate: bool = True,
     ):
         if gate not in GATE_MODES:
             raise ValueError(f"gate must be one of {GATE_MODES}, got {gate!r}")
+        if threads is not None and not (isinstance(threads, int) and 1 <= threads <= MAX_THREADS):
+            raise ConfigError(f"threads must be a whole number from 1 to {MAX_THREADS}, got {threads!r}")
         self.gate_mode = gate
         self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
         self.manifest: Manifest = load_manifest(self.model_dir)
@@ -144,6 +154,7 @@ class Classifier:
         m = self.manifest
         path = m.artifact_path(self.format)  # unknown, missing or corrupt → ManifestError
         self._head = m.load_head()
+        self._calibration = calibration_of(m, self.format) if calibrate else IDENTITY
         self._gate = m.load_gate(self.format) if gate != "off" else None
         if self._gate is None and gate != "off":
             log.warning("%s has no fitted input gate (converted before gates existed): only the image checks run; "
@@ -192,6 +203,7 @@ class Classifier:
         gray, notes = load_image(image) if isinstance(image, (str, Path)) else (_array_to_gray(image, name), [])
         small, pad = prepare_gray(gray, self.manifest.preprocess)
         verdict = check_image(gray) if self.gate_mode != "off" else PASSED
+        gray, pad = display_copy(gray, pad)  # the full-size image is not kept beyond this point
         return PreparedImage(gray, small, to_model_input(small, self.manifest.preprocess), pad, tuple(notes), verdict)
 
     def infer(self, prepared: PreparedImage, heatmap: bool = True, source: str = "<array>") -> Prediction:
@@ -209,7 +221,7 @@ class Classifier:
             verdict = self._gate.check(out["features"][0], prepared.small)
         if enforce and not verdict.passed:
             raise InputRefusedError(source, verdict.reason, verdict)
-        probs = device_probabilities(out["probabilities"][0])
+        probs = self._calibration.apply(device_probabilities(out["probabilities"][0]))
         top = int(probs.argmax())
         cam = (
             cam_to_image(gradcam_from_features(out["features"][0], self._head, top), prepared.pad) if heatmap else None
@@ -257,7 +269,7 @@ class Classifier:
         label = m.classes[top]
         if m.screening:
             oa = m.screening.score(probs)
-            label = m.screening.label(oa)
+            label = self._calibration.label(m.screening, oa)
         return Prediction(
             label=label,
             kl_grade=m.kl_grades[top] if m.kl_grades is not None else None,
@@ -303,6 +315,23 @@ def _array_to_gray(arr: np.ndarray, name: str = "<array>") -> np.ndarray:
     if a.dtype != np.uint8 or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
         raise InputImageError(name, f"expected a uint8 (H, W) or (H, W, 3|4) array, got {a.dtype} {a.shape}")
     gray = a if a.ndim == 2 else pil_to_gray(Image.fromarray(a))
-    if min(gray.shape) < MIN_SIDE:
-        raise InputImageError(name, f"image too small ({gray.shape[1]}×{gray.shape[0]} px)")
+    check_shape(name, *gray.shape)
     return gray
+
+
+DISPLAY_MAX_SIDE = 2048
+"""Longest side, in pixels, of the image a result keeps for its heatmap (:attr:`Prediction.image`,
+:attr:`Prediction.cam`). Larger inputs are scaled down for it, so a batch's memory stays bounded
+whatever the input size: a Grad-CAM map from a 7×7 or 8×8 feature grid holds no finer detail."""
+
+
+def display_copy(gray: np.ndarray, pad: SquarePadding) -> tuple[np.ndarray, SquarePadding]:
+    """``gray`` scaled down to :data:`DISPLAY_MAX_SIDE` on its longest side if larger (area
+    averaging), and where the smaller image sits in its square."""
+    h, w = gray.shape
+    if max(h, w) <= DISPLAY_MAX_SIDE:
+        return gray, pad
+    scale = DISPLAY_MAX_SIDE / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    small = np.asarray(Image.fromarray(gray).resize((nw, nh), Image.Resampling.BOX))
+    return small, square_padding(nh, nw)

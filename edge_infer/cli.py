@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 import click
 
-from .errors import KneeOAError
-from .formats import FORMAT_NAMES
-from .output import OUTPUT_SUFFIXES, ResultFile
+from .errors import KneeOAError, OutputError
+from .formats import FORMAT_NAMES, MAX_THREADS
+from .output import OUTPUT_SUFFIXES, ResultFile, terminal_safe
 from .progress import Progress
 
 
 def describe(source: str, record: dict) -> str:
-    """One readable line for a result record."""
+    """One readable line for a result record (control characters in names shown escaped)."""
     probs = "  ".join(f"{k} {v:.2f}" for k, v in record["probabilities"].items())
     parts = [source]
     if record["kl_grade"] is not None:
@@ -35,11 +36,13 @@ def describe(source: str, record: dict) -> str:
         parts.append(f"heatmap {record['heatmap']}")
     if record.get("notes"):
         parts.append("note: " + "; ".join(record["notes"]))
-    return " | ".join(parts)
+    if record.get("heatmap_error"):
+        parts.append("heatmap not written: " + record["heatmap_error"])
+    return terminal_safe(" | ".join(parts))
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option(
     "--model",
     "model_dir",
@@ -62,7 +65,7 @@ def describe(source: str, record: dict) -> str:
     callback=lambda ctx, param, value: _check_output(value),
     help="Also write every result to FILE as it comes: .jsonl or .csv.",
 )
-@click.option("--threads", type=click.IntRange(min=1), help="Inference threads.")
+@click.option("--threads", type=click.IntRange(1, MAX_THREADS), help=f"Inference threads (1 to {MAX_THREADS}).")
 @click.option(
     "--progress/--no-progress", default=True, help="Show done/total on stderr for batches of 20 or more [default: on]."
 )
@@ -83,7 +86,7 @@ def main(
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     logging.getLogger("edge_infer").setLevel(logging.DEBUG if verbose else logging.WARNING)
-    from .batch import HeatmapWriter, expand_inputs, run_batch  # numpy, Pillow and the runtime load only for a run
+    from .batch import HeatmapWriter, expand_inputs  # numpy, Pillow and the runtime load only for a run
     from .classifier import Classifier
 
     try:
@@ -100,33 +103,90 @@ def main(
     except OSError as e:
         classifier.close()
         raise click.ClickException(f"{output_path}: cannot write ({e.strerror})") from None
-    failed = 0
-    items = list(expand_inputs(inputs))
+    failed = _run(classifier, list(expand_inputs(inputs)), heatmaps, results, as_json, progress)
+    sys.exit(1 if failed else 0)
+
+
+def _run(classifier, items: list, heatmaps, results: ResultFile | None, as_json: bool, progress: bool) -> int:
+    """Classify ``items``, printing each result and appending it to ``results``; returns how many
+    inputs were not fully served (failed, refused, heatmap not written, record not written)."""
+    from .batch import run_batch
+
+    failed = file_lost = 0
     counter = Progress("edge-infer", enabled=progress)
+    out = _Stdout(keep_going=results is not None)
     try:
         with classifier:
             counter(0, len(items))
             for done, result in enumerate(run_batch(classifier, items, heatmaps=heatmaps), 1):
                 record = result.to_record()
-                if results:
-                    results.write(record)
+                if results is not None and not _save(results, record, counter):
+                    results, file_lost = None, 1
+                failed += not result.ok or bool(result.heatmap_error)
                 if not result.ok:
-                    failed += 1
-                    counter.note(f"{'refused' if result.refusal else 'error'}: {result.message}")
-                    if as_json:
-                        click.echo(json.dumps(record))
-                else:
+                    counter.note(terminal_safe(f"{'refused' if result.refusal else 'error'}: {result.message}"))
+                elif result.heatmap_error:
+                    counter.note(terminal_safe(f"heatmap not written: {result.source}: {result.heatmap_error}"))
+                if as_json or result.ok:
                     counter.clear()
-                    click.echo(json.dumps(record) if as_json else describe(result.source, record))
+                    out.echo(json.dumps(record) if as_json else describe(result.source, record))
                 counter(done, len(items))
     finally:  # Ctrl-C included: what was written stays written
         counter.close()
         if results:
             results.close()
-    sys.exit(1 if failed else 0)
+    return failed + file_lost + out.broken
+
+
+def _save(results: ResultFile, record: dict, counter: Progress) -> bool:
+    """Append ``record``; on failure say so, close the file and return ``False`` (the batch goes
+    on: standard output keeps every result)."""
+    try:
+        results.write(record)
+        return True
+    except OutputError as e:
+        counter.note(terminal_safe(f"error: {e}; the results that follow are on standard output only"))
+        results.close()
+        return False
+
+
+class _Stdout:
+    """Standard output that fails cleanly: a full disk or a closed pipe gives one line on stderr;
+    the batch goes on only when ``--output`` still keeps the results."""
+
+    def __init__(self, keep_going: bool):
+        self.keep_going = keep_going
+        self.broken = 0
+
+    def echo(self, line: str) -> None:
+        if self.broken:
+            return
+        try:
+            click.echo(line)
+            sys.stdout.flush()
+        except OSError as e:
+            self.broken = 1
+            _silence_stdout()
+            click.echo(f"edge-infer: cannot write to standard output ({e.strerror or e})", err=True)
+            if not self.keep_going:
+                sys.exit(1)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def _check_output(path: Path | None) -> Path | None:
     if path is not None and path.suffix.lower() not in OUTPUT_SUFFIXES:
         raise click.BadParameter(f"{path}: must end in {' or '.join(OUTPUT_SUFFIXES)}")
     return path
+
+
+if __name__ == "__main__":  # python -m edge_infer.cli
+    main(prog_name="edge-infer")

@@ -5,6 +5,9 @@ preprocessing contract (:mod:`edge_infer.preprocess` holds the rest)."""
 from __future__ import annotations
 
 import contextlib
+import io
+import os
+import stat
 import struct
 import threading
 import warnings
@@ -30,39 +33,82 @@ def load_grayscale(path: str | Path) -> np.ndarray:
 def load_image(path: str | Path) -> tuple[np.ndarray, list[str]]:
     """Read an image file as 2-D ``uint8`` grey, and notes on anything done beyond decoding.
 
+    The file is read once, bounded (:func:`read_image_bytes`), and decoded from those bytes.
+
     Args:
         path: PNG (8- or 16-bit, grey, RGB, RGBA, palette), JPEG (EXIF orientation honoured),
             TIFF, BMP, or DICOM (recognised by its ``DICM`` preamble or a ``.dcm`` ending;
-            see :mod:`edge_infer.dicom`).
+            see :mod:`edge_infer.dicom`). Of a multi-frame file (GIF, TIFF, APNG, DICOM) the
+            first frame is used, and a note says so.
 
     Returns:
         ``(height, width)`` ``uint8`` array, and a list of notes (e.g. which DICOM frame was used).
 
     Raises:
-        InputImageError: naming the file, when it is missing, a directory, empty, not an
-            image, truncated, larger than the decompression-bomb limit, or too small.
+        InputImageError: naming the file, when it is missing, a directory, not a regular file,
+            empty, too large, not an image, truncated, larger than the decompression-bomb limit,
+            too small, or of an aspect ratio no radiograph has.
     """
     p = Path(path)
-    if not p.exists():
-        raise InputImageError(p, "no such file")
-    if p.is_dir():
-        raise InputImageError(p, "is a directory, not an image file")
-    try:
-        with open(p, "rb") as f:
-            head = f.read(132)
-    except OSError as e:
-        raise InputImageError(p, f"cannot read ({e.strerror})") from None
-    if not head:
-        raise InputImageError(p, "empty file")
+    data = read_image_bytes(p)
     notes: list[str] = []
-    if looks_like_dicom(p, head):
-        gray, notes = read_dicom(p, head)
+    if looks_like_dicom(p, data[:132]):
+        gray, notes = read_dicom(p, data)
     else:
-        gray = _read_with_pillow(p, head)
-    h, w = gray.shape
-    if min(h, w) < MIN_SIDE:
-        raise InputImageError(p, f"image too small ({w}×{h} px); a knee needs at least {MIN_SIDE} px per side")
+        gray, notes = _read_with_pillow(p, data)
+    check_shape(p, *gray.shape)
     return gray, notes
+
+
+MAX_FILE_BYTES = 256 * 2**20
+"""Largest image file read (256 MiB): a knee radiograph is a few megabytes, a large uncompressed
+DICOM film about 50."""
+
+MAX_ASPECT = 8.0
+"""Longest side over shortest beyond which an image is refused on reading, before any padding
+(a 100000×32 image would otherwise be padded to a 100000² square). The input gate refuses far
+milder ratios (:data:`edge_infer.gate.MAX_ASPECT`); this bound holds with the gate off too."""
+
+
+def read_image_bytes(p: Path) -> bytes:
+    """The whole file, read once: only a regular file (never a FIFO or device, which could block
+    or never end), at most :data:`MAX_FILE_BYTES`.
+
+    Raises:
+        InputImageError: missing, a directory, not a regular file, unreadable, empty or too large.
+    """
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise InputImageError(p, "no such file") from None
+    except OSError as e:
+        raise InputImageError(p, f"cannot read ({e.strerror or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputImageError(p, "is a directory, not an image file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputImageError(p, "not a regular file (a FIFO, device or socket); only image files are read")
+    try:  # O_NONBLOCK: a FIFO swapped in after the check must not block the open
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise InputImageError(p, "not a regular file (a FIFO, device or socket); only image files are read")
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        raise InputImageError(p, f"cannot read ({e.strerror or e})") from None
+    if not data:
+        raise InputImageError(p, "empty file")
+    if len(data) > MAX_FILE_BYTES:
+        raise InputImageError(p, f"file too large (over {MAX_FILE_BYTES // 2**20} MiB); not a knee radiograph")
+    return data
+
+
+def check_shape(name: str | Path, h: int, w: int) -> None:
+    """Refuse an image too small to hold a knee, or of an aspect ratio no radiograph has."""
+    if min(h, w) < MIN_SIDE:
+        raise InputImageError(name, f"image too small ({w}×{h} px); a knee needs at least {MIN_SIDE} px per side")
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        raise InputImageError(name, f"a {w}×{h} image ({max(h, w) / min(h, w):.0f}:1) is no radiograph of a knee; "
+                              f"refused before processing (aspect ratios over {MAX_ASPECT:.0f}:1 are)")  # fmt: skip
 
 
 _WARNINGS_LOCK = threading.RLock()
@@ -103,15 +149,18 @@ _EXIF_TRANSPOSE = {
 """EXIF orientation → the transposition that displays the image upright (as ``ImageOps.exif_transpose``)."""
 
 
-def _read_with_pillow(p: Path, head: bytes) -> np.ndarray:
+def _read_with_pillow(p: Path, data: bytes) -> tuple[np.ndarray, list[str]]:
     try:
         with _pillow_warnings_handled():
-            im = Image.open(p)  # header only: format, size and the decompression-bomb check
+            im = Image.open(io.BytesIO(data))  # header only: format, size and the decompression-bomb check
         with im:
-            if im.format in _QUIET_DECODE_FORMATS and (im.format != "PNG" or _png_ends_after_image_data(p)):
-                return _decode(im, p, head)
+            check_shape(p, im.height, im.width)  # before decoding a frame no knee has
+            frames = getattr(im, "n_frames", 1)
+            notes = [f"multi-frame {im.format}: used frame 1 of {frames}"] if frames > 1 else []
+            if im.format in _QUIET_DECODE_FORMATS and (im.format != "PNG" or _png_ends_after_image_data(data)):
+                return _decode(im, data), notes
             with _pillow_warnings_handled():
-                return _decode(im, p, head)
+                return _decode(im, data), notes
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise InputImageError(p, f"image too large ({e})") from None
     except UnidentifiedImageError:
@@ -120,7 +169,7 @@ def _read_with_pillow(p: Path, head: bytes) -> np.ndarray:
         raise InputImageError(p, f"unreadable or truncated image ({e})") from None
 
 
-def _decode(im: Image.Image, p: Path, head: bytes) -> np.ndarray:
+def _decode(im: Image.Image, data: bytes) -> np.ndarray:
     """Decode an opened image to grey, upright by its EXIF orientation (read after decoding, as a
     PNG may store its ``eXIf`` chunk after the pixels)."""
     im.load()
@@ -128,8 +177,8 @@ def _decode(im: Image.Image, p: Path, head: bytes) -> np.ndarray:
         orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
     if (method := _EXIF_TRANSPOSE.get(orientation)) is not None:
         im = im.transpose(method)
-    high_bit_png = head.startswith(PNG_SIGNATURE) and im.mode.startswith("I")  # only 16-bit grey uses sBIT
-    return pil_to_gray(im, significant_bits=_png_significant_bits(p) if high_bit_png else None)
+    high_bit_png = data.startswith(PNG_SIGNATURE) and im.mode.startswith("I")  # only 16-bit grey uses sBIT
+    return pil_to_gray(im, significant_bits=_png_significant_bits(data) if high_bit_png else None)
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -149,10 +198,10 @@ def _png_chunks(f: BinaryIO) -> Iterator[tuple[bytes, int]]:
         pos += 12 + length  # length, type, data, CRC
 
 
-def _png_significant_bits(p: Path) -> int | None:
+def _png_significant_bits(data: bytes) -> int | None:
     """The grey channel's significant bits from a PNG's ``sBIT`` chunk (e.g. 12 for 12-bit data
     stored in 16), or ``None``; Pillow does not expose it."""
-    with open(p, "rb") as f:
+    with io.BytesIO(data) as f:
         for kind, length in _png_chunks(f):
             if kind == b"sBIT":
                 data = f.read(min(length, 4))
@@ -162,19 +211,16 @@ def _png_significant_bits(p: Path) -> int | None:
     return None
 
 
-def _png_ends_after_image_data(p: Path) -> bool:
+def _png_ends_after_image_data(data: bytes) -> bool:
     """Whether ``IEND`` directly follows a PNG's image data (``IDAT`` chunks): then Pillow's decode
     calls no chunk handler, the only PNG code that can warn once the header is parsed."""
-    try:
-        with open(p, "rb") as f:
-            in_image_data = False
-            for kind, _ in _png_chunks(f):
-                if kind == b"IDAT":
-                    in_image_data = True
-                elif kind == b"IEND" or in_image_data:
-                    return kind == b"IEND" and in_image_data
-    except OSError:
-        pass  # decode under the lock; Pillow reports the error
+    with io.BytesIO(data) as f:
+        in_image_data = False
+        for kind, _ in _png_chunks(f):
+            if kind == b"IDAT":
+                in_image_data = True
+            elif kind == b"IEND" or in_image_data:
+                return kind == b"IEND" and in_image_data
     return False
 
 
@@ -201,26 +247,3 @@ def pil_to_gray(im: Image.Image, significant_bits: int | None = None) -> np.ndar
         black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
         im = Image.alpha_composite(black, rgba)
     return np.asarray(im.convert("L"), dtype=np.uint8).copy()
-
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
-"""File endings picked up when a folder is given; a file named explicitly is always tried."""
-
-
-def image_files(folder: Path) -> list[Path]:
-    """The image files under ``folder``, recursively (:func:`is_image_file`), sorted."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
-
-
-def is_image_file(p: Path) -> bool:
-    """Whether a file found in a folder is taken as an image: an image ending, or no ending and
-    a DICOM preamble (PACS exports name files ``IM0001``)."""
-    if p.suffix.lower() in IMAGE_SUFFIXES:
-        return True
-    if p.suffix:
-        return False
-    try:
-        with open(p, "rb") as f:
-            return looks_like_dicom(p, f.read(132))
-    except OSError:
-        return True  # let the reader report why it cannot be read

@@ -9,6 +9,7 @@ JPEG 2000 and RLE decoders). Patient and study identifiers are never read into r
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +29,12 @@ def looks_like_dicom(path: Path, head: bytes) -> bool:
     return head[128:132] == b"DICM" or path.suffix.lower() in DICOM_SUFFIXES
 
 
-def read_dicom(path: Path, head: bytes = b"") -> tuple[np.ndarray, list[str]]:
+def read_dicom(path: Path, data: bytes | None = None) -> tuple[np.ndarray, list[str]]:
     """The first frame of a DICOM image as ``uint8`` grey, and notes on what was done.
+
+    Args:
+        path: The file (named in errors; read when ``data`` is not given).
+        data: The file's bytes, already read (:func:`edge_infer.decode.read_image_bytes`).
 
     Raises:
         InputImageError: pydicom is missing, the file is not DICOM or is truncated, holds no
@@ -40,7 +45,9 @@ def read_dicom(path: Path, head: bytes = b"") -> tuple[np.ndarray, list[str]]:
         from pydicom import pixels
     except ImportError:
         raise InputImageError(path, INSTALL_HINT) from None
-    ds = _read_dataset(path, head, pydicom)
+    if data is None:
+        data = Path(path).read_bytes()
+    ds = _read_dataset(path, data, pydicom)
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
         frames = int(ds.get("NumberOfFrames", 1) or 1)
@@ -68,10 +75,11 @@ def read_dicom(path: Path, head: bytes = b"") -> tuple[np.ndarray, list[str]]:
     return gray, notes
 
 
-def _read_dataset(path: Path, head: bytes, pydicom):
+def _read_dataset(path: Path, data: bytes, pydicom):
     """The parsed file; refuses what is not DICOM, or is DICOM without an image."""
+    head = data[:132]
     try:
-        ds = pydicom.dcmread(path, force=path.suffix.lower() in DICOM_SUFFIXES, stop_before_pixels=False)
+        ds = pydicom.dcmread(io.BytesIO(data), force=path.suffix.lower() in DICOM_SUFFIXES, stop_before_pixels=False)
     except Exception as e:  # InvalidDicomError, EOFError, struct.error, ...: pydicom has no single base
         raise InputImageError(path, f"not a readable DICOM file ({type(e).__name__}: {e})") from None
     has_pixels = any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
@@ -102,6 +110,8 @@ def _brief(e: BaseException) -> str:
 def _display_values(arr: np.ndarray, ds, pixels) -> tuple[np.ndarray, str | None]:
     """Modality LUT, then VOI, then 0..255."""
     values = pixels.apply_modality_lut(arr, ds).astype(np.float64)
+    if not np.isfinite(values).all():  # a NaN or infinite rescale slope/intercept: no usable image
+        raise ValueError("rescale slope/intercept give non-finite values")
     if "VOILUTSequence" in ds:
         out = pixels.apply_voi(values.astype(np.int64) if values.dtype.kind == "f" else values, ds, index=0)
         bits = int(ds.VOILUTSequence[0].LUTDescriptor[2]) or 16

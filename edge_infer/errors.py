@@ -11,6 +11,7 @@ and keeps its traceback. The workstation packages add their own branches
     ├── InputImageError          an input file is not a usable knee image
     ├── ManifestError            a model directory, manifest or artifact is missing or inconsistent
     │   └── ModelContractError   a model file's inputs/outputs differ from its manifest
+    ├── OutputError              a result could not be written (a full disk, a closed pipe)
     ├── InputRefusedError        the input gate refused to grade an image (not a knee crop like the training ones)
     ├── RuntimeUnavailableError  the engine a format needs is not installed
     ├── DatasetError             a labelled folder cannot be used (missing, no classes, wrong classes)
@@ -29,11 +30,22 @@ class KneeOAError(Exception):
     """Base class of the project's own errors."""
 
 
+def readable_name(name: str | Path) -> str:
+    """A file name as text every output can encode: bytes that were not UTF-8 (which Python
+    decodes to lone surrogates) become ``\\xNN``."""
+    name = str(name)
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class InputImageError(KneeOAError):
     """An input file could not be read as a knee image."""
 
     def __init__(self, path: str | Path, problem: str):
-        self.path = str(path)
+        self.path = readable_name(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
@@ -43,10 +55,14 @@ class InputRefusedError(KneeOAError):
     model was trained on. ``verdict`` holds the check that refused it and the scores."""
 
     def __init__(self, path: str | Path, reason: str, verdict=None):
-        self.path = str(path)
+        self.path = readable_name(path)
         self.reason = reason
         self.verdict = verdict
         super().__init__(f"{self.path}: refused: {reason}")
+
+
+class OutputError(KneeOAError):
+    """A result could not be written where it was asked for (``--output``, standard output)."""
 
 
 class ManifestError(KneeOAError):

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .decode import IMAGE_SUFFIXES, image_files, load_grayscale
+from .decode import load_grayscale
 from .errors import DatasetError, InputImageError
+from .finding import IMAGE_SUFFIXES, image_files
 from .labels import classes_from_folders
 from .preprocess import PreprocessSpec, prepare_gray
 

@@ -83,3 +83,8 @@ FORMATS: dict[str, ModelFormat] = {
 }
 
 FORMAT_NAMES: tuple[str, ...] = tuple(FORMATS)
+
+
+MAX_THREADS = 64
+"""Most inference threads a classifier accepts (``--threads``): more than any edge device has
+cores; an unbounded value (5000) once hung the process."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 KL_OA_MIN_GRADE = 2
 NEGATIVE_LABEL = "Normal"
 POSITIVE_LABEL = "Osteoarthritis"
+REFER_LABEL = "Refer"
+"""The screening result for a knee near the decision boundary (:mod:`edge_infer.calibration`)."""
 
 
 def is_kl_folders(folder_names: list[str]) -> bool:

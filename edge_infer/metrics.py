@@ -134,3 +134,37 @@ def classification_summary(y_true: np.ndarray, probs: np.ndarray, screening: Scr
     if screening is not None:
         out["screening_auc"] = roc_auc(np.isin(y_true, screening.positive_indices), screening.score(probs))
     return out
+
+
+ECE_BINS = 15
+"""Equal-width confidence bins of the expected calibration error and the reliability diagram."""
+
+
+def negative_log_likelihood(probs: np.ndarray, labels: np.ndarray) -> float:
+    p = np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)
+    return float(-np.log(p).mean())
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Top-label ECE over ``bins`` equal-width confidence bins."""
+    conf, correct = probs.max(1), (probs.argmax(1) == labels).astype(np.float64)
+    index = np.minimum((conf * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = index == b
+        if mask.any():
+            total += mask.sum() * abs(correct[mask].mean() - conf[mask].mean())
+    return float(total / len(labels))
+
+
+def reliability_table(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
+    """Per confidence bin: its range, count, mean confidence and accuracy (the reliability diagram's points)."""
+    conf, correct = probs.max(1), (probs.argmax(1) == labels).astype(np.float64)
+    index = np.minimum((conf * bins).astype(int), bins - 1)
+    rows = []
+    for b in range(bins):
+        mask = index == b
+        rows.append({"low": b / bins, "high": (b + 1) / bins, "n": int(mask.sum()),
+                     "confidence": float(conf[mask].mean()) if mask.any() else None,
+                     "accuracy": float(correct[mask].mean()) if mask.any() else None})  # fmt: skip
+    return rows

@@ -130,12 +130,18 @@ def pad_to_square(gray: np.ndarray) -> tuple[np.ndarray, SquarePadding]:
     """Centre a 2-D image on a black square; returns the square and where the image sits."""
     h, w = gray.shape
     side = max(h, w)
-    pad = SquarePadding(height=h, width=w, top=(side - h) // 2, left=(side - w) // 2)
+    pad = square_padding(h, w)
     if h == w:
         return gray, pad
     out = np.zeros((side, side), dtype=gray.dtype)
     out[pad.top : pad.top + h, pad.left : pad.left + w] = gray
     return out, pad
+
+
+def square_padding(h: int, w: int) -> SquarePadding:
+    """Where an ``h × w`` image sits when centred on a black square."""
+    side = max(h, w)
+    return SquarePadding(height=h, width=w, top=(side - h) // 2, left=(side - w) // 2)
 
 
 def resize_square(square: np.ndarray, size: int) -> np.ndarray:

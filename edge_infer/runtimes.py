@@ -99,6 +99,13 @@ class OnnxRuntime(Runtime):
         super().__init__(path, outputs, input_shape, output_shapes)
         if not engine_available(Engine.ONNXRUNTIME):
             raise RuntimeUnavailableError(INSTALL_HINTS[Engine.ONNXRUNTIME])
+        from . import ONNXRUNTIME_TELEMETRY_ON
+
+        if ONNXRUNTIME_TELEMETRY_ON:
+            raise RuntimeUnavailableError(
+                "onnxruntime was imported before edge_infer with its telemetry on (it would send usage events); "
+                "import edge_infer first, or set ORT_DISABLE_TELEMETRY=1 before Python starts"
+            )
         import onnxruntime as ort
 
         opts = ort.SessionOptions()

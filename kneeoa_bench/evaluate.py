@@ -20,15 +20,27 @@ import numpy as np
 from edge_infer.classifier import Classifier
 from edge_infer.errors import DatasetError
 from edge_infer.folders import FolderDataset, scan_class_folders
-from edge_infer.metrics import classification_summary, figure, json_safe, roc_curve, screening_at_threshold
+from edge_infer.labels import REFER_LABEL
+from edge_infer.metrics import (
+    ECE_BINS,
+    classification_summary,
+    expected_calibration_error,
+    figure,
+    json_safe,
+    negative_log_likelihood,
+    reliability_table,
+    roc_curve,
+    screening_at_threshold,
+)
 from edge_infer.screening import Screening
 
-from .plots import confusion_matrix_png, roc_png
+from .plots import confusion_matrix_png, reliability_png, roc_png
 
 EVALUATION_FILE = "evaluation.json"
 PREDICTIONS_FILE = "predictions.csv"
 CONFUSION_FILE = "confusion_matrix.png"
 ROC_FILE = "roc.png"
+RELIABILITY_FILE = "reliability.png"
 
 
 def evaluate(
@@ -92,7 +104,7 @@ def evaluate(
                 "false_refusal_rate": len(refused) / max(len(ds) - len(failed), 1),
             },
             "ood": ood,
-            "summary": summarize(y, p, m.classes, m.screening),
+            "summary": summarize(y, p, m.classes, m.screening, [r["label"] for r in predictions]),
             "predictions": predictions,
         }
     )
@@ -121,6 +133,7 @@ def _score(clf: Classifier, ds: FolderDataset, on_result) -> tuple[list, list, l
                         "input": str(path),
                         "true": m.classes[label],
                         "predicted": m.classes[pred.class_index],
+                        "label": pred.label,
                         "oa_probability": pred.oa_probability,
                         "probabilities": pred.probabilities,
                     }
@@ -157,11 +170,18 @@ def ood_refusals(clf: Classifier, folder: Path) -> dict:
             "by_category": dict(sorted(by.items())), "accepted": accepted}  # fmt: skip
 
 
-def summarize(y: np.ndarray, p: np.ndarray, classes: list[str], screening: Screening | None) -> dict:
-    """The figures of probabilities ``p`` against true classes ``y``; for a screening model also
-    its AUC, ROC curve, and the calls at its threshold."""
+def summarize(
+    y: np.ndarray, p: np.ndarray, classes: list[str], screening: Screening | None, labels: list[str] | None = None
+) -> dict:
+    """The figures of probabilities ``p`` against true classes ``y``: calibration (ECE, NLL, the
+    reliability diagram's bins); for a screening model also its AUC, ROC curve, the calls at its
+    threshold and, from the screening ``labels`` the device gave, the three results (Normal,
+    Osteoarthritis, Refer) with the sensitivity and specificity of the knees it called."""
     summary = classification_summary(y, p, screening) if len(y) else {"n": 0}
     summary["classes"] = classes
+    if len(y):
+        summary["calibration"] = {"ece": expected_calibration_error(p, y), "nll": negative_log_likelihood(p, y),
+                                  "bins": ECE_BINS, "reliability": reliability_table(p, y)}  # fmt: skip
     if screening and len(y):
         positive = np.isin(y, screening.positive_indices)
         score = screening.score(p)
@@ -170,6 +190,7 @@ def summarize(y: np.ndarray, p: np.ndarray, classes: list[str], screening: Scree
             "positive_classes": list(screening.positive_classes),
             "auc": summary.pop("screening_auc"),
             **screening_at_threshold(positive, score, screening.threshold),
+            "results": three_way(positive, labels, screening) if labels is not None else None,
             "roc": {
                 "fpr": fpr.tolist(),
                 "tpr": tpr.tolist(),
@@ -177,6 +198,21 @@ def summarize(y: np.ndarray, p: np.ndarray, classes: list[str], screening: Scree
             },
         }
     return summary
+
+
+def three_way(positive: np.ndarray, labels: list[str], screening: Screening) -> dict:
+    """Counts of each screening result, the referral rate, and the sensitivity and specificity
+    of the knees called Normal or Osteoarthritis (the referred ones left to a clinician)."""
+    lab = np.asarray(labels)
+    called_pos, called_neg = lab == screening.positive_label, lab == screening.negative_label
+    tp, fn = int(np.sum(called_pos & positive)), int(np.sum(called_neg & positive))
+    tn, fp = int(np.sum(called_neg & ~positive)), int(np.sum(called_pos & ~positive))
+    counts = {
+        name: int(np.sum(lab == name)) for name in (screening.negative_label, screening.positive_label, REFER_LABEL)
+    }
+    return {"counts": counts, "referral_rate": counts[REFER_LABEL] / max(len(lab), 1),
+            "called_sensitivity": tp / (tp + fn) if tp + fn else None,
+            "called_specificity": tn / (tn + fp) if tn + fp else None}  # fmt: skip
 
 
 def report(result: dict) -> str:
@@ -207,6 +243,15 @@ def report(result: dict) -> str:
             f"sensitivity {_f(sc['sensitivity'])}   specificity {_f(sc['specificity'])}   "
             f"PPV {_f(sc['positive_predictive_value'])}   NPV {_f(sc['negative_predictive_value'])}"
         )
+        three = sc.get("results")
+        if three:
+            counts = "   ".join(f"{k} {v}" for k, v in three["counts"].items())
+            lines.append(f"  screening results: {counts}   referred {_f(three['referral_rate'])}   "
+                         f"of those called: sensitivity {_f(three['called_sensitivity'])}   "
+                         f"specificity {_f(three['called_specificity'])}")  # fmt: skip
+    cal = s.get("calibration")
+    if cal:
+        lines.append(f"  calibration: ECE {_f(cal['ece'])} ({cal['bins']} bins)   NLL {_f(cal['nll'])}")
     classes = s["classes"]
     width = max(6, *(len(c) + 1 for c in classes))
     lines.append("  " + "true \\ predicted".ljust(18) + "".join(c.rjust(width) for c in classes) + "recall".rjust(9))
@@ -220,7 +265,8 @@ _f = figure
 
 
 def write_outputs(result: dict, out_dir: str | Path) -> list[Path]:
-    """``evaluation.json``, ``predictions.csv``, ``confusion_matrix.png`` and (screening) ``roc.png``."""
+    """``evaluation.json``, ``predictions.csv``, ``confusion_matrix.png``, ``reliability.png`` and
+    (screening) ``roc.png``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / EVALUATION_FILE]
@@ -246,6 +292,8 @@ def write_outputs(result: dict, out_dir: str | Path) -> list[Path]:
             subtitle,
         )
     )
+    written.append(reliability_png(s["calibration"]["reliability"], s["calibration"]["ece"], out / RELIABILITY_FILE,
+                                   "Reliability: accuracy against confidence", subtitle))  # fmt: skip
     sc = s.get("screening")
     if sc and sc["auc"] is not None and sc["sensitivity"] is not None and sc["specificity"] is not None:
         operating = (1.0 - sc["specificity"], sc["sensitivity"])

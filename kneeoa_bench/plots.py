@@ -97,6 +97,37 @@ def roc_png(
     return _save(img, path)
 
 
+def reliability_png(rows: list[dict], ece: float, path: str | Path, title: str, subtitle: str = "") -> Path:
+    """The reliability diagram: per confidence bin, accuracy against mean confidence (a bar each,
+    its width the bin, shaded by how many knees fell in it), with the diagonal of perfect calibration."""
+    size, left, top = 360, 60, 70
+    img = Image.new("RGB", (left + size + 40, top + size + 56), WHITE)
+    d = ImageDraw.Draw(img)
+
+    def xy(fx: float, ty: float) -> tuple[float, float]:
+        return left + fx * size, top + (1.0 - ty) * size
+
+    _text(d, (img.width // 2, 10), title, 15, anchor="ma")
+    _text(d, (img.width // 2, 30), subtitle, 12, GREY, anchor="ma")
+    for t in np.linspace(0, 1, 6):
+        d.line([xy(t, 0), xy(t, 1)], fill=LIGHT)
+        d.line([xy(0, t), xy(1, t)], fill=LIGHT)
+        _text(d, xy(t, 0)[0:1] + (top + size + 6,), f"{t:.1f}", 11, GREY, anchor="ma")
+        _text(d, (left - 6, xy(0, t)[1]), f"{t:.1f}", 11, GREY, anchor="rm")
+    most = max((r["n"] for r in rows), default=1) or 1
+    for r in rows:
+        if r["n"]:
+            d.rectangle([xy(r["low"], r["accuracy"]), xy(r["high"], 0)], fill=_blue(r["n"] / most), outline=BLUE)
+            cx, cy = xy(r["confidence"], r["accuracy"])
+            d.ellipse([cx - 3, cy - 3, cx + 3, cy + 3], fill=RED)
+    d.rectangle([xy(0, 1), xy(1, 0)], outline=GREY)
+    _dashed(d, xy(0, 0), xy(1, 1), GREY)
+    _text(d, xy(0.03, 0.95), f"ECE {ece:.3f}", 15, BLUE, anchor="la")
+    _text(d, (left + size // 2, top + size + 26), "confidence (top-class probability)", 12, anchor="ma")
+    _text(d, (6, top - 18), "accuracy", 12)
+    return _save(img, path)
+
+
 def scatter_png(
     points: Sequence[tuple[float, float, str]], path: str | Path, title: str, x_label: str, y_label: str
 ) -> Path:

@@ -28,6 +28,7 @@ from .onnx_export import OPSET, export_onnx_fp32, quantize_onnx_int8
 from .parity import keras_reference, measure_parity, pairwise_agreement
 from .source import FEATURES_OUTPUT, PROBS_OUTPUT, SourceModel, load_source, model_gflop
 from .tflite_export import convert_saved_model, write_saved_model
+from .uncertainty import REFER_SENSITIVITY, REFER_SPECIFICITY, calibrate_model
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,11 @@ class ConvertOptions:
             images) and set its thresholds on ``verify_dir`` (validation knees).
         gate_images: Training images drawn to fit the gate.
         gate_target: False refusals allowed on the validation knees.
+        calibrate: Fit each shipped format's temperature and refer band
+            (:mod:`kneeoa_convert.uncertainty`) on ``verify_dir``; needs ``verify_dir`` given
+            (validation knees), else skipped with a warning.
+        refer_sensitivity: Sensitivity the knees called outside the refer band must reach.
+        refer_specificity: Specificity they must reach.
     """
 
     formats: tuple[str, ...]
@@ -85,6 +91,9 @@ class ConvertOptions:
     gate: bool = True
     gate_images: int = 1500
     gate_target: float = 0.015
+    calibrate: bool = True
+    refer_sensitivity: float = REFER_SENSITIVITY
+    refer_specificity: float = REFER_SPECIFICITY
 
 
 @dataclass
@@ -199,6 +208,11 @@ def convert_model(model_path: str | Path, out_dir: str | Path, opts: ConvertOpti
         record_gate(out_dir, block)  # re-renders the model card
     else:
         write_model_card(out_dir)
+    if opts.calibrate and opts.verify_dir is not None:  # on validation knees: never on the training images
+        calibrate_model(out_dir, opts.verify_dir, opts.refer_sensitivity, opts.refer_specificity)
+    elif opts.calibrate:
+        log.warning("no --verify folder of validation knees: the probabilities are not calibrated and no knee is "
+                    "referred; rerun with --verify, or run `kneeoa calibrate %s --val DIR`", out_dir)  # fmt: skip
     if rejected:
         raise ParityFloorError(
             f"{out_dir}: rejected {'; '.join(f'{n} ({why})' for n, why in rejected.items())}; "

@@ -10,7 +10,8 @@ from edge_infer.errors import InputImageError
 
 def test_heatmap_names_are_unique_and_portable(tmp_path):
     w = HeatmapWriter(tmp_path / "maps")
-    names = [w.reserve(Path(p)).name for p in ("a/knee.png", "b/knee.png", "<array 3>", "x/knee:1?.dcm", "c/knee.png")]
+    sources = ("a/knee.png", "b/knee.png", "<array 3>", "x/knee:1?.dcm", "c/knee.png")
+    names = [w.write_png(s, s.encode()).name for s in sources]
     assert names == [
         "knee_gradcam.png",
         "knee_2_gradcam.png",
@@ -18,6 +19,7 @@ def test_heatmap_names_are_unique_and_portable(tmp_path):
         "knee_1__gradcam.png",
         "knee_3_gradcam.png",
     ]
+    assert [(w.directory / n).read_bytes() for n in names] == [s.encode() for s in sources]
 
 
 def test_sources_name_paths_arrays_and_a_callers_errors():

@@ -88,6 +88,12 @@ from .common import parse_formats, quiet_tensorflow, require_training_stack
               help="Training images drawn to fit the input gate.")  # fmt: skip
 @click.option("--gate-false-refusals", "gate_target", type=click.FloatRange(0.001, 0.2), default=0.015,
               show_default=True, help="Share of --verify knees the input gate may refuse.")  # fmt: skip
+@click.option("--calibrate/--no-calibrate", default=True,
+              help="Fit each format's temperature and Refer band on --verify (validation knees) [default: on].")  # fmt: skip
+@click.option("--refer-sensitivity", type=click.FloatRange(0.5, 0.999), default=0.90, show_default=True,
+              help="Sensitivity the knees called outside the Refer band must reach on --verify.")  # fmt: skip
+@click.option("--refer-specificity", type=click.FloatRange(0.5, 0.999), default=0.90, show_default=True,
+              help="Specificity they must reach.")  # fmt: skip
 def convert_cmd(model_path: Path, out_dir: Path, formats: str, notes_file: Path | None, **options) -> None:
     """Convert MODEL_PATH (.keras from `kneeoa train`) to edge formats with a manifest."""
     names = parse_formats(formats, allow_all=True)
