@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from appbrowser import REPO, chromium, free_port, missing_browser, open_page, serving, upload  # noqa: E402
+from appbrowser import REPO, chromium, free_port, missing_browser, open_page, serving, upload
 
 EXAMPLES = sorted((REPO / "examples").glob("*.png"))
 
