@@ -70,17 +70,25 @@ def streamlit_command(model_dir: Path | None, port: int, host: str) -> tuple[lis
 
 
 def serve(model_dir: Path | None = None, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST) -> int:
-    """Serve the page until interrupted (Ctrl-C); returns Streamlit's exit status.
+    """Serve the page until interrupted (Ctrl-C or SIGTERM).
+
+    On Linux and macOS the Streamlit server replaces this process (``exec``), so every signal
+    reaches the server itself and no server is ever left running without its parent; elsewhere it
+    runs as a child and this returns its exit status.
 
     Raises:
         AppSetupError: Streamlit is not installed (names the extra).
     """
     require_streamlit()
     argv, env = streamlit_command(model_dir, port, host)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "posix":
+        os.execve(argv[0], argv, env)
     server = subprocess.Popen(argv, env=env)
     try:
         return server.wait()
-    except KeyboardInterrupt:  # the server got the same Ctrl-C: let it shut down cleanly
+    except KeyboardInterrupt:  # the console sent the server the same Ctrl-C: let it shut down cleanly
         try:
             return server.wait(timeout=10)
         except subprocess.TimeoutExpired:

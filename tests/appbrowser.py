@@ -42,6 +42,11 @@ def missing_browser() -> str | None:
     return None
 
 
+def port_is_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -64,17 +69,20 @@ def serving(port: int, log: Path, strace_log: Path | None = None, model_dir: Pat
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     url = f"http://127.0.0.1:{port}/"
     with open(log, "wb") as out:
-        server = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             _wait_healthy(server, url, log)
             yield url
         finally:
-            server.send_signal(signal.SIGINT)
+            os.killpg(server.pid, signal.SIGINT)  # Ctrl-C, as a terminal sends it: to the server (and strace)
             try:
-                server.wait(timeout=20)
+                server.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                server.kill()
+                os.killpg(server.pid, signal.SIGKILL)
                 server.wait()
+                raise RuntimeError("kneeoa app did not stop on Ctrl-C within 30 s") from None
 
 
 def _wait_healthy(server: subprocess.Popen, url: str, log: Path, timeout: float = 90) -> None:

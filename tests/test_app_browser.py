@@ -28,7 +28,7 @@ from appbrowser import (
     missing_browser,
     open_page,
     outside_connections,
-    page_text,
+    port_is_open,
     requested_urls,
     serving,
     upload,
@@ -81,14 +81,13 @@ def visit(inputs, tmp_path_factory) -> SimpleNamespace:
     strace_log = work / "strace.log" if shutil.which("strace") else None
     downloads = work / "downloads"
     downloads.mkdir()
-    with serving(free_port(), work / "server.log", strace_log) as url:
+    port = free_port()
+    with serving(port, work / "server.log", strace_log) as url:
         web = chromium(downloads)
         try:
             open_page(web, url)
-            start = time.perf_counter()
             upload(web, inputs)
             text = wait_for(web, lambda t: "KL grade" in t and t.count("No grade:") == 2 and "Took" in t)
-            seconds = time.perf_counter() - start
             images = web.execute_script(
                 "return [...document.images].map(i => [i.naturalWidth, i.naturalHeight, i.complete]);"
             )
@@ -100,11 +99,10 @@ def visit(inputs, tmp_path_factory) -> SimpleNamespace:
             time.sleep(1)  # let the page settle (and any late request show) before the screenshot
             web.save_screenshot(str(_artifacts() / "app_page.png"))
             urls = requested_urls(web)
-            final_text = page_text(web)
         finally:
             web.quit()
-    return SimpleNamespace(text=text, final_text=final_text, images=images, csv=csv_path, urls=urls,
-                           strace=strace_log, seconds=seconds, url=url)  # fmt: skip
+    return SimpleNamespace(text=text, images=images, csv=csv_path, urls=urls, strace=strace_log, url=url,
+                           stopped=not port_is_open(port))  # fmt: skip
 
 
 def test_the_page_shows_the_result_the_heatmap_and_the_reasons(visit, cli_csv):
@@ -144,3 +142,7 @@ def test_the_server_connects_nowhere_outside_this_machine(visit):
     log = visit.strace.read_text()
     assert "sendto(" in log and "HTTP/1.1 200" in log  # the trace covers the server's sockets: it saw it answer
     assert outside_connections(visit.strace) == []
+
+
+def test_ctrl_c_stops_the_server_and_frees_its_port(visit):
+    assert visit.stopped
