@@ -42,9 +42,21 @@ def missing_browser() -> str | None:
     return None
 
 
-def port_is_open(port: int) -> bool:
+def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        s.settimeout(5)
+        return s.connect_ex((host, port)) == 0
+
+
+def outward_address() -> str | None:
+    """This machine's address on its default route (a UDP "connect" sends nothing), or ``None``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: only picks the route
+            address = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if LOOPBACK.match(address) else address
 
 
 def free_port() -> int:

@@ -28,6 +28,7 @@ from appbrowser import (
     missing_browser,
     open_page,
     outside_connections,
+    outward_address,
     port_is_open,
     requested_urls,
     serving,
@@ -86,6 +87,8 @@ def visit(inputs, tmp_path_factory) -> SimpleNamespace:
         web = chromium(downloads)
         try:
             open_page(web, url)
+            outward = outward_address()
+            reachable_outside = outward is not None and port_is_open(port, outward)
             upload(web, inputs)
             text = wait_for(web, lambda t: "KL grade" in t and t.count("No grade:") == 2 and "Took" in t)
             images = web.execute_script(
@@ -102,7 +105,7 @@ def visit(inputs, tmp_path_factory) -> SimpleNamespace:
         finally:
             web.quit()
     return SimpleNamespace(text=text, images=images, csv=csv_path, urls=urls, strace=strace_log, url=url,
-                           stopped=not port_is_open(port))  # fmt: skip
+                           stopped=not port_is_open(port), outward=outward, reachable_outside=reachable_outside)  # fmt: skip
 
 
 def test_the_page_shows_the_result_the_heatmap_and_the_reasons(visit, cli_csv):
@@ -146,3 +149,9 @@ def test_the_server_connects_nowhere_outside_this_machine(visit):
 
 def test_ctrl_c_stops_the_server_and_frees_its_port(visit):
     assert visit.stopped
+
+
+def test_by_default_the_page_is_served_to_this_machine_only(visit):
+    if visit.outward is None:
+        pytest.skip("this machine has no address besides loopback to try")
+    assert not visit.reachable_outside, f"the page answered on {visit.outward}"
