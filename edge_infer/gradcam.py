@@ -5,7 +5,8 @@ feature channel ``k`` by the spatial mean of ∂y_c/∂A_k, where ``y_c`` is the
 score. Global average pooling makes that gradient the same at every position:
 ``∂y_c/∂A_k(i, j) = (1/HW) · ∂y_c/∂g_k`` with ``g`` the pooled vector, and through the dense layers
 ``∂y_c/∂g = W_h · (W_l[:, c] ⊙ 1[W_hᵀg + b_h > 0])`` (just ``W_l[:, c]`` without the hidden layer).
-So the map is exact, not an approximation, and needs no autodiff on the device.
+So the map is exact, not an approximation, and needs no autodiff on the device. Drawing it over
+the image is :mod:`edge_infer.overlay`'s job.
 """
 
 from __future__ import annotations
@@ -15,22 +16,6 @@ import functools
 import numpy as np
 
 from .preprocess import SquarePadding
-
-# Viridis (perceptually uniform, readable in greyscale print) at nine evenly spaced stops.
-_VIRIDIS = np.array(
-    [
-        [68, 1, 84],
-        [71, 44, 122],
-        [59, 81, 139],
-        [44, 113, 142],
-        [33, 144, 141],
-        [39, 173, 129],
-        [92, 200, 99],
-        [170, 220, 50],
-        [253, 231, 37],
-    ],
-    dtype=np.float32,
-)
 
 
 def channel_weights(features: np.ndarray, head: dict[str, np.ndarray], class_index: int) -> np.ndarray:
@@ -91,41 +76,3 @@ def _bilinear_weights(n_in: int, n_out: int) -> np.ndarray:
     np.add.at(weights, (np.arange(n_out), hi), t)
     weights.setflags(write=False)
     return weights
-
-
-def colorize(values: np.ndarray) -> np.ndarray:
-    """Map [0, 1] values to viridis RGB (float32, 0..255)."""
-    pos = np.clip(values, 0.0, 1.0) * (len(_VIRIDIS) - 1)
-    lo = np.floor(pos).astype(int)
-    hi = np.minimum(lo + 1, len(_VIRIDIS) - 1)
-    t = (pos - lo)[..., None]
-    return _VIRIDIS[lo] * (1 - t) + _VIRIDIS[hi] * t
-
-
-def overlay(gray: np.ndarray, cam: np.ndarray, opacity: float = 0.5) -> np.ndarray:
-    """The X-ray in grey with the heatmap blended in where it is strong.
-
-    Args:
-        gray: ``(H, W)`` ``uint8`` image.
-        cam: ``(H, W)`` map in [0, 1], same size.
-        opacity: Colour weight at the map's peak; weaker evidence is proportionally fainter,
-            so unimportant regions show the plain radiograph.
-
-    Returns:
-        ``(H, W, 3)`` ``uint8`` RGB image.
-
-    The map is quantised to 256 levels and blended through per-level tables: about 8× faster than
-    blending in float per pixel (1.1 against 9 ms for a 224 px image here), differing from it by
-    at most 1 grey level.
-    """
-    if not 0.0 <= opacity <= 1.0:
-        raise ValueError(f"opacity must be in [0, 1], got {opacity}")
-    level = np.rint(np.clip(cam, 0.0, 1.0) * 255.0).astype(np.uint8)
-    alpha = np.linspace(0.0, opacity, 256, dtype=np.float32)
-    keep = (1.0 - alpha)[level][..., None]
-    tint = (_LEVEL_COLORS * alpha[:, None])[level]
-    return (gray[..., None] * keep + tint + 0.5).astype(np.uint8)
-
-
-_LEVEL_COLORS = colorize(np.linspace(0.0, 1.0, 256, dtype=np.float32)).astype(np.float32)
-"""Viridis at each of the 256 levels :func:`overlay` quantises the map to."""

@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "bench": "kneeoa.commands.bench:bench_cmd",
     "gate": "kneeoa.commands.gate:gate_cmd",
     "calibrate": "kneeoa.commands.calibrate:calibrate_cmd",
+    "app": "kneeoa.commands.app:app_cmd",
 }
 
 
@@ -41,7 +42,7 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, lazy_subcommands=SUBCOMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool) -> None:
-    """Knee-OA screening on a workstation: train, convert, evaluate and benchmark models."""
+    """Knee-OA screening on a workstation: train, convert, evaluate and benchmark models; serve the screening page."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",

@@ -17,7 +17,8 @@ ALLOWED = {  # package -> the project packages it may import
     "kneeoa_train": {"edge_infer"},
     "kneeoa_convert": {"edge_infer", "kneeoa_train"},
     "kneeoa_bench": {"edge_infer"},
-    "kneeoa": {"edge_infer", "kneeoa_train", "kneeoa_convert", "kneeoa_bench", "kneeoa_models"},
+    "kneeoa_app": {"edge_infer"},
+    "kneeoa": {"edge_infer", "kneeoa_train", "kneeoa_convert", "kneeoa_bench", "kneeoa_models", "kneeoa_app"},
 }
 PROJECT = set(ALLOWED) | {"kneeoa_models"}
 HEAVY = {"tensorflow", "keras", "tf_keras", "tf2onnx", "onnx"}
@@ -115,3 +116,20 @@ def test_onnxruntime_telemetry_is_off_before_onnxruntime_loads():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "1"
+
+
+def test_the_web_app_stands_on_edge_infer_streamlit_numpy_and_pillow_only():
+    """The page runs on a device's runtime-only install plus the app extra: no TensorFlow, nothing of training."""
+    allowed = set(sys.stdlib_module_names) | {"edge_infer", "kneeoa_app", "streamlit", "numpy", "PIL"}
+    found = {
+        f"{path.relative_to(REPO)}: {module}"
+        for path in sorted((REPO / "kneeoa_app").rglob("*.py"))
+        for module, _ in _imports(path)
+        if module.split(".")[0] not in allowed
+    }
+    assert not found, f"kneeoa_app imports beyond its floor: {sorted(found)}"
+
+
+def test_the_web_app_loads_no_tensorflow_and_nothing_of_training():
+    pytest.importorskip("streamlit", reason='the web app needs its extra: pip install -e ".[app]"')
+    assert _modules_after("import kneeoa_app.page, kneeoa_app.launch\nimport kneeoa.commands.app") == []

@@ -17,7 +17,7 @@ from PIL import Image
 from edge_infer.classifier import Classifier
 from edge_infer.cli import main as edge_infer
 from edge_infer.errors import InputImageError
-from edge_infer.gradcam import overlay
+from edge_infer.overlay import heatmap_figure
 from edge_infer.pipeline import prefetched
 
 
@@ -133,7 +133,7 @@ def test_batch_heatmaps_match_inputs_and_a_failed_write_fails_only_its_file(mode
             single = clf.predict(source)
             assert r["probabilities"] == single.to_record(r["input"])["probabilities"]
             with Image.open(r["heatmap"]) as im:  # this knee's own overlay, pixel for pixel
-                np.testing.assert_array_equal(np.asarray(im), overlay(single.image, single.cam))
+                np.testing.assert_array_equal(np.asarray(im), heatmap_figure(single.image, single.cam))
     shutil.rmtree(out)
 
 
