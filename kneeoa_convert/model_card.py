@@ -143,6 +143,7 @@ def render_model_card(model_dir: str | Path) -> str:
         *_training_section(d),
         *_validation_section(m),
         *_gate_section(d),
+        *_uncertainty_section(d),
         "## Limits",
         "",
         *_limits(m, training["config"], bool(training.get("data_citation"))),
@@ -223,6 +224,39 @@ def _gate_section(d: dict) -> list[str]:
         "A refused image gets no grade and no Normal/Osteoarthritis label, only the reason. Measure it on "
         "images that are not knee crops with `kneeoa evaluate VAL --ood DIR` (`python -m kneeoa_bench.oodset` "
         "builds such a set).",
+        "",
+    ]
+
+
+def _uncertainty_section(d: dict) -> list[str]:
+    blocks = {fmt: a["calibration"] for fmt, a in d["artifacts"].items() if a.get("calibration")}
+    if not blocks:
+        return ["## Calibration and referral", "", "Not calibrated: the probabilities are the network's own and no "
+                "knee is referred. Fit with `kneeoa calibrate MODEL_DIR --val DIR`.", ""]  # fmt: skip
+    rows = ["| format | temperature | ECE before → after | NLL before → after | Refer band (P(OA)) | referred | "
+            "sensitivity / specificity of the knees called |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for fmt, c in blocks.items():
+        band = f"[{c['refer_band'][0]:.3f}, {c['refer_band'][1]:.3f})" if c.get("refer_band") else "none"
+        called = (f"{c['called_sensitivity']:.3f} / {c['called_specificity']:.3f}" if c.get("reached")
+                  else "targets not reached: every knee referred")  # fmt: skip
+        rows.append(f"| `{fmt}` | {c['temperature']:.3f} | {c['ece_before']:.3f} → {c['ece_after']:.3f} | "
+                    f"{c['nll_before']:.3f} → {c['nll_after']:.3f} | {band} | {c['referral_rate']:.1%} | {called} |")  # fmt: skip
+    first = next(iter(blocks.values()))
+    return [
+        "## Calibration and referral",
+        "",
+        f"Fitted per format by `kneeoa convert` (or `kneeoa calibrate`) on the {first['n']} knees of "
+        f"`{first.get('fitted_on', 'the validation folder')}` that the input gate passes, through that format as the "
+        "device runs it. The device reports `softmax(log p / T)` (temperature scaling: the KL grade never changes), "
+        "and calls a knee `Refer` (uncertain: a clinician reads it) when its calibrated P(OA) falls in the band: "
+        f"the narrowest band with which the knees it does call reach sensitivity ≥ {first['target_sensitivity']:.2f} "
+        f"and specificity ≥ {first['target_specificity']:.2f}. ECE: expected calibration error of the top class, "
+        "15 bins.",
+        "",
+        *rows,
+        "",
+        "The band and temperature were chosen on the same knees these figures are measured on, so on new knees "
+        "expect somewhat more referrals or lower figures. `kneeoa evaluate` measures them on any labelled folder.",
         "",
     ]
 

@@ -119,7 +119,8 @@ def calibrate_model(model_dir: str | Path, val_dir: str | Path, sensitivity: flo
                                                                  dataset.labels, strict=True) if r.ok]  # fmt: skip
         probs = np.array([[p.probabilities[c] for c in manifest.classes] for p, _ in graded])
         labels = np.array([label for _, label in graded])
-        blocks[fmt] = fit_format(probs, labels, manifest.screening, sensitivity, specificity).to_dict()
+        blocks[fmt] = {**fit_format(probs, labels, manifest.screening, sensitivity, specificity).to_dict(),
+                       "fitted_on": str(val_dir)}  # fmt: skip
     path = Path(model_dir) / MANIFEST_FILE
     data = json.loads(path.read_text())
     for fmt, block in blocks.items():

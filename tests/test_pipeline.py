@@ -105,31 +105,26 @@ def test_predict_many_equals_predict_one_by_one(model_dir, knee_png, tmp_path):
 
 
 @pytest.mark.slow
-def test_batch_heatmaps_match_inputs_and_a_failed_write_fails_only_its_file(model_dir, knee_png, tmp_path):
+def test_batch_heatmaps_match_inputs_and_a_taken_name_is_passed_over(model_dir, knee_png, tmp_path):
     folder = tmp_path / "knees"
     folder.mkdir()
     names = [f"knee_{i:02d}.png" for i in range(12)]
     for i, name in enumerate(names):
         Image.open(knee_png).rotate(i * 3).save(folder / name)
     out = tmp_path / "heatmaps"
-    (out / "knee_05_gradcam.png").mkdir(parents=True)  # a folder where that overlay should go: the write fails
+    (out / "knee_05_gradcam.png").mkdir(parents=True)  # something already has that overlay's name
     result = CliRunner().invoke(
         edge_infer, ["--model", str(model_dir), "--no-gate", "--json", "--heatmap-dir", str(out), str(folder)]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["input"] for r in records] == [str(folder / n) for n in names]
-    failed = [r for r in records if "error" in r]
-    assert (
-        len(failed) == 1 and failed[0]["input"].endswith("knee_05.png") and "knee_05_gradcam.png" in failed[0]["error"]
-    )
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert (out / "knee_05_gradcam.png").is_dir()  # left as it was
     with Classifier(model_dir, gate="report") as clf:
         for r in records:
-            if "error" in r:
-                continue
             source = Path(r["input"])
-            assert r["heatmap"] == str(out / f"{source.stem}_gradcam.png")
+            taken = source.stem == "knee_05"
+            assert r["heatmap"] == str(out / f"{source.stem}{'_2' if taken else ''}_gradcam.png")
             single = clf.predict(source)
             assert r["probabilities"] == single.to_record(r["input"])["probabilities"]
             with Image.open(r["heatmap"]) as im:  # this knee's own overlay, pixel for pixel
