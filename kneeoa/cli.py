@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "evaluate": "kneeoa.commands.evaluate:evaluate_cmd",
     "bench": "kneeoa.commands.bench:bench_cmd",
     "gate": "kneeoa.commands.gate:gate_cmd",
+    "kit": "kneeoa.commands.kit:kit_cmd",
 }
 
 
@@ -40,7 +41,7 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, lazy_subcommands=SUBCOMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool) -> None:
-    """Knee-OA screening on a workstation: train, convert, evaluate and benchmark models."""
+    """Knee-OA screening on a workstation: train, convert, evaluate and benchmark models, build offline kits."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",

@@ -17,7 +17,8 @@ ALLOWED = {  # package -> the project packages it may import
     "kneeoa_train": {"edge_infer"},
     "kneeoa_convert": {"edge_infer", "kneeoa_train"},
     "kneeoa_bench": {"edge_infer"},
-    "kneeoa": {"edge_infer", "kneeoa_train", "kneeoa_convert", "kneeoa_bench", "kneeoa_models"},
+    "kneeoa_kit": {"edge_infer"},
+    "kneeoa": {"edge_infer", "kneeoa_train", "kneeoa_convert", "kneeoa_bench", "kneeoa_kit", "kneeoa_models"},
 }
 PROJECT = set(ALLOWED) | {"kneeoa_models"}
 HEAVY = {"tensorflow", "keras", "tf_keras", "tf2onnx", "onnx"}
