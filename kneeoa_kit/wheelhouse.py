@@ -14,8 +14,10 @@ until the set is closed.
 from __future__ import annotations
 
 import email.parser
+import importlib.util
 import logging
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -69,8 +71,6 @@ def wheel_requirements(wheel: Path) -> tuple[str, list[str]]:
 
 def normalise(name: str) -> str:
     """PEP 503 name: lower case, runs of ``-_.`` as one ``-``."""
-    import re
-
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -81,6 +81,8 @@ def missing_requirements(
     wheel in ``folder`` provides. Markers are evaluated as on the target; a root requirement's
     extras (``kneeoa[tflite]``) are evaluated with ``extra`` set to each of ``root_extras``.
     """
+    if importlib.util.find_spec("packaging") is None:
+        raise KitError('kneeoa kit build reads wheel requirements with the packaging library: pip install "kneeoa[kit]"')
     from packaging.requirements import Requirement
 
     have, needed = {}, [(Requirement(r), ("",)) for r in roots]
@@ -117,9 +119,8 @@ def fetch_wheels(
 
 
 def min_glibc(wheels: list[Path]) -> str | None:
-    """The newest glibc that any wheel's best tag asks for (``manylinux_2_27`` → ``2.27``)."""
-    import re
-
+    """The newest glibc that the wheels need: each wheel runs from its lowest tag's glibc
+    (``manylinux_2_24.manylinux_2_28`` → 2.24); the set needs the highest of those."""
     need = None
     for wheel in wheels:
         minors = [int(m) for m in re.findall(r"manylinux_2_(\d+)_", wheel.name)]
