@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import re
 import zipfile
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ def project_metadata(root: Path | None = None) -> ProjectMetadata:
     or else from the installed ``kneeoa`` distribution."""
     root = root or source_root()
     pyproject = root / "pyproject.toml"
-    if pyproject.is_file():
+    if pyproject.is_file() and importlib.util.find_spec("tomllib") is not None:  # Python 3.11+
         import tomllib
 
         p = tomllib.loads(pyproject.read_text())["project"]

@@ -82,7 +82,9 @@ def missing_requirements(
     extras (``kneeoa[tflite]``) are evaluated with ``extra`` set to each of ``root_extras``.
     """
     if importlib.util.find_spec("packaging") is None:
-        raise KitError('kneeoa kit build reads wheel requirements with the packaging library: pip install "kneeoa[kit]"')
+        raise KitError(
+            'kneeoa kit build reads wheel requirements with the packaging library: pip install "kneeoa[kit]"'
+        )
     from packaging.requirements import Requirement
 
     have, needed = {}, [(Requirement(r), ("",)) for r in roots]

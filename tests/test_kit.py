@@ -38,7 +38,12 @@ def make_wheel(folder: Path, name: str, version: str = "1.0", requires: tuple[st
     files = {
         f"{name.replace('-', '_')}_standin.py": b"VALUE = 1\n",
         f"{dist}/METADATA": "\n".join(
-            ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", *(f"Requires-Dist: {r}" for r in requires)]
+            [
+                "Metadata-Version: 2.1",
+                f"Name: {name}",
+                f"Version: {version}",
+                *(f"Requires-Dist: {r}" for r in requires),
+            ]
         ).encode()
         + b"\n",
         f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
@@ -121,7 +126,12 @@ def test_verify_py_uses_the_standard_library_only():
 
 def test_targets_parse_and_refuse_unknown_platforms():
     targets = parse_targets("linux-aarch64,win-amd64", "3.11,3.13")
-    assert [t.key for t in targets] == ["linux-aarch64-cp311", "linux-aarch64-cp313", "win-amd64-cp311", "win-amd64-cp313"]
+    assert [t.key for t in targets] == [
+        "linux-aarch64-cp311",
+        "linux-aarch64-cp313",
+        "win-amd64-cp311",
+        "win-amd64-cp313",
+    ]
     flags = targets[0].pip_download_flags()
     assert "manylinux_2_27_aarch64" in flags and "manylinux_2_36_aarch64" in flags and "manylinux2014_aarch64" in flags
     with pytest.raises(KitError, match=r"unknown platform\(s\) \['linux-sparc'\]"):
@@ -173,7 +183,11 @@ def test_a_fresh_kit_verifies_with_verify_py_and_sha256sum(small_kit):
     ("tamper", "named", "problem"),
     [
         (lambda k: _flip_byte(k / "model" / "model.int8.onnx"), "model/model.int8.onnx", "changed"),
-        (lambda k: (k / "wheels" / "extra-1.0-py3-none-any.whl").write_bytes(b"PK"), "wheels/extra-1.0-py3-none-any.whl", "extra file"),
+        (
+            lambda k: (k / "wheels" / "extra-1.0-py3-none-any.whl").write_bytes(b"PK"),
+            "wheels/extra-1.0-py3-none-any.whl",
+            "extra file",
+        ),
         (lambda k: (k / "README.txt").unlink(), "README.txt", "missing"),
         (lambda k: (k / "model" / "shortcut").symlink_to(k / "kit.json"), "model/shortcut", "a symbolic link"),
     ],
@@ -201,7 +215,9 @@ def test_a_manifest_edited_together_with_sha256sums_is_still_caught(kit_copy):
     sums.write_text("\n".join(f"{digest}  model/model.int8.onnx" if line.endswith("  model/model.int8.onnx") else line
                               for line in sums.read_text().splitlines()) + "\n")  # fmt: skip
     problems = verify(kit_copy)
-    assert problems == [f"{kit_copy / 'model' / 'model.int8.onnx'}: artifact onnx-int8: sha256 differs from the manifest's"]
+    assert problems == [
+        f"{kit_copy / 'model' / 'model.int8.onnx'}: artifact onnx-int8: sha256 differs from the manifest's"
+    ]
 
 
 def test_kneeoa_kit_verify_runs_the_same_checks(kit_copy):
@@ -247,7 +263,9 @@ def test_no_wheel_for_a_target_is_one_clear_line(tmp_path):
     empty.mkdir()
     opts = KitOptions(MODEL, parse_targets("linux-aarch64", "3.11"), tmp_path / "kit", formats=("onnx-int8",),
                       dicom=False, wheelhouse=empty, cache_dir=tmp_path / "cache")  # fmt: skip
-    with pytest.raises(KitError, match=r"linux-aarch64-cp311: no complete set of wheels from the local wheelhouse .*numpy"):
+    with pytest.raises(
+        KitError, match=r"linux-aarch64-cp311: no complete set of wheels from the local wheelhouse .*numpy"
+    ):
         build_kit(opts)
     assert not (tmp_path / "kit").exists()
 
@@ -280,19 +298,38 @@ def _tarinfo(name: str, kind: bytes = tarfile.REGTYPE, size: int = 1, link: str 
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda p: _zip(p / "a.zip", [("kit/ok.txt", b"x", 0o100644), ("kit/../../escaped.txt", b"x", 0o100644)]), r"'\.\.' in an archive path"),
+        (
+            lambda p: _zip(p / "a.zip", [("kit/ok.txt", b"x", 0o100644), ("kit/../../escaped.txt", b"x", 0o100644)]),
+            r"'\.\.' in an archive path",
+        ),
         (lambda p: _zip(p / "a.zip", [("/tmp/escaped.txt", b"x", 0o100644)]), "absolute path"),
         (lambda p: _zip(p / "a.zip", [("C:/escaped.txt", b"x", 0o100644)]), "absolute path"),
         (lambda p: _zip(p / "a.zip", [("kit\\..\\escaped.txt", b"x", 0o100644)]), "backslash"),
         (lambda p: _zip(p / "a.zip", [("kit/link", b"/etc/passwd", 0o120777)]), "a symlink in the archive"),
         (lambda p: _zip(p / "a.zip", [("kit/big.bin", b"\0" * 5000, 0o100644)]), "over the 4096-byte limit"),
         (lambda p: _tar(p / "a.tar", [_tarinfo("kit/../escaped.txt")]), r"'\.\.' in an archive path"),
-        (lambda p: _tar(p / "a.tar", [_tarinfo("kit/link", tarfile.SYMTYPE, link="../../etc")]), "a symlink in the archive"),
-        (lambda p: _tar(p / "a.tar", [_tarinfo("kit/hard", tarfile.LNKTYPE, link="/etc/passwd")]), "a hard link in the archive"),
+        (
+            lambda p: _tar(p / "a.tar", [_tarinfo("kit/link", tarfile.SYMTYPE, link="../../etc")]),
+            "a symlink in the archive",
+        ),
+        (
+            lambda p: _tar(p / "a.tar", [_tarinfo("kit/hard", tarfile.LNKTYPE, link="/etc/passwd")]),
+            "a hard link in the archive",
+        ),
         (lambda p: _tar(p / "a.tar", [_tarinfo("kit/fifo", tarfile.FIFOTYPE)]), "a special file in the archive"),
     ],
-    ids=["zip-dotdot", "zip-absolute", "zip-drive", "zip-backslash", "zip-symlink", "zip-oversized",
-         "tar-dotdot", "tar-symlink", "tar-hardlink", "tar-fifo"],  # fmt: skip
+    ids=[
+        "zip-dotdot",
+        "zip-absolute",
+        "zip-drive",
+        "zip-backslash",
+        "zip-symlink",
+        "zip-oversized",
+        "tar-dotdot",
+        "tar-symlink",
+        "tar-hardlink",
+        "tar-fifo",
+    ],
 )
 def test_unsafe_archives_are_refused_and_write_nothing_outside(tmp_path, make, message):
     archive = make(tmp_path)
@@ -313,7 +350,7 @@ def test_a_member_larger_than_its_header_says_is_stopped_at_the_limit(tmp_path):
     data[central + 24 : central + 28] = (100).to_bytes(4, "little")  # the central directory's uncompressed size
     archive.write_bytes(bytes(data))
     assert info.file_size == 10_000
-    with pytest.raises((KitProblem, zipfile.BadZipFile), match="size limit|Bad CRC|Truncated|uncompressed size"):
+    with pytest.raises((KitProblem, zipfile.BadZipFile), match=r"size limit|Bad CRC|Truncated|uncompressed size"):
         extract(archive, tmp_path / "dest", max_member=4096)
     written = tmp_path / "dest" / "kit" / "big.bin"
     assert not written.exists() or written.stat().st_size <= 4096 + (1 << 20)
