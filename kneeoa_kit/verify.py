@@ -246,9 +246,9 @@ def check_installed(kit: Path, venv: Path) -> list[str]:
     """Every file that the kit's wheels installed into ``venv`` still matches its wheel's RECORD."""
     info = json.loads((kit / KIT_JSON).read_text(encoding="utf-8"))
     wanted = {_norm(w.split("-")[0]) for t in info["targets"] for w in t["wheels"]}
-    records = [
-        p for p in venv.glob("lib*/**/site-packages/*.dist-info/RECORD") if _norm(p.parent.name.split("-")[0]) in wanted
-    ]
+    found_records = venv.glob("lib*/**/site-packages/*.dist-info/RECORD")  # lib/ (and lib64 -> lib), Windows Lib/
+    unique = {p.resolve(): p for p in found_records if _norm(p.parent.name.split("-")[0]) in wanted}
+    records = sorted(unique)
     found = {_norm(p.parent.name.split("-")[0]) for p in records}
     if "kneeoa" not in found:
         return [f"{venv}: no kneeoa installed here; run install.sh (or install.ps1) first"]
@@ -283,8 +283,7 @@ def verify(kit: str | Path, this_machine: bool = False, venv: str | Path | None 
         problems = check_files(kit)
     except (KitProblem, OSError, UnicodeDecodeError) as e:
         return [str(e)]
-    if (kit / MODEL_DIR / "manifest.json").is_file():
-        problems += check_manifest(kit)
+    problems += check_manifest(kit)
     if problems:
         return problems
     if this_machine:
