@@ -9,6 +9,7 @@ import base64
 import hashlib
 import io
 import json
+import platform
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from kneeoa_kit.build import KitOptions, build_kit
 from kneeoa_kit.errors import KitError
 from kneeoa_kit.runtime_wheel import build_runtime_wheel
 from kneeoa_kit.targets import PLATFORMS, Target, parse_targets
-from kneeoa_kit.verify import KitProblem, extract, verify
+from kneeoa_kit.verify import KitProblem, extract, this_platform, verify
 from kneeoa_kit.wheelhouse import missing_requirements
 
 REPO = Path(__file__).resolve().parent.parent
@@ -369,3 +370,33 @@ def test_kneeoa_kit_loads_no_tensorflow():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+@pytest.mark.skipif(
+    sys.platform.startswith("win") or platform.machine() == "aarch64", reason="needs a non-aarch64 POSIX host"
+)
+def test_install_sh_stops_with_what_to_ask_for_when_no_wheel_fits_this_machine(kit_copy, tmp_path):
+    """A kit for another platform: install.sh stops before making anything, and says what the kit
+    has and what to ask for."""
+    from kneeoa_kit.files import write_sums
+
+    info = json.loads((kit_copy / "kit.json").read_text())
+    for t in info["targets"]:
+        t["platform"] = "linux-aarch64"
+    (kit_copy / "kit.json").write_text(json.dumps(info))
+    write_sums(kit_copy)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "KNEEOA_HOME": str(tmp_path / "home"),
+        "PYTHON": sys.executable,
+    }
+    proc = subprocess.run(["sh", str(kit_copy / "install.sh")], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert (
+        f"no wheels in this kit fit this machine ({this_platform()}, Python {here}); it has: linux-aarch64 with Python 3.11"
+        in proc.stderr
+    )
+    assert f"ask for a kit built with --platform {this_platform()} --python {here}" in proc.stderr
+    assert not (tmp_path / "home").exists()
