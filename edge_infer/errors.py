@@ -17,8 +17,9 @@ and keeps its traceback. The workstation packages add their own branches
     ├── DatasetError             a labelled folder cannot be used (missing, no classes, wrong classes)
     ├── ConfigError              an option or config-file value is invalid (also a ValueError)
     ├── TrainSetupError          (kneeoa_train) a run cannot start as configured
-    └── ConvertError             (kneeoa_convert) a conversion cannot run or its result fails a check
-        └── ParityFloorError
+    ├── ConvertError             (kneeoa_convert) a conversion cannot run or its result fails a check
+    │   └── ParityFloorError
+    └── KitError                 (kneeoa_kit) a screening kit cannot be built as asked
 """
 
 from __future__ import annotations

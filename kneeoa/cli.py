@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "gate": "kneeoa.commands.gate:gate_cmd",
     "calibrate": "kneeoa.commands.calibrate:calibrate_cmd",
     "app": "kneeoa.commands.app:app_cmd",
+    "kit": "kneeoa.commands.kit:kit_cmd",
 }
 
 
@@ -42,7 +43,7 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, lazy_subcommands=SUBCOMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool) -> None:
-    """Knee-OA screening on a workstation: train, convert, evaluate and benchmark models; serve the screening page."""
+    """Knee-OA screening on a workstation: train, convert, evaluate and benchmark models, build offline kits; serve the screening page."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",

@@ -18,7 +18,16 @@ ALLOWED = {  # package -> the project packages it may import
     "kneeoa_convert": {"edge_infer", "kneeoa_train"},
     "kneeoa_bench": {"edge_infer"},
     "kneeoa_app": {"edge_infer"},
-    "kneeoa": {"edge_infer", "kneeoa_train", "kneeoa_convert", "kneeoa_bench", "kneeoa_models", "kneeoa_app"},
+    "kneeoa_kit": {"edge_infer"},
+    "kneeoa": {
+        "edge_infer",
+        "kneeoa_train",
+        "kneeoa_convert",
+        "kneeoa_bench",
+        "kneeoa_kit",
+        "kneeoa_models",
+        "kneeoa_app",
+    },
 }
 PROJECT = set(ALLOWED) | {"kneeoa_models"}
 HEAVY = {"tensorflow", "keras", "tf_keras", "tf2onnx", "onnx"}
