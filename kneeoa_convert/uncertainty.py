@@ -72,7 +72,7 @@ def fit_refer_band(scores: np.ndarray, positive: np.ndarray, threshold: float,
     if best is None:
         return (0.0, 1.0), {"referral_rate": 1.0, "sensitivity": None, "specificity": None, "reached": False}
     referred, low, high, sens, spec = best
-    return (round(low, 6), round(high, 6)), {"referral_rate": round(referred, 4), "called_sensitivity": round(sens, 4),
+    return (low, high), {"referral_rate": round(referred, 4), "called_sensitivity": round(sens, 4),
                                              "called_specificity": round(spec, 4), "reached": True}  # fmt: skip
 
 
