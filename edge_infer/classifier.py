@@ -21,7 +21,7 @@ from .gradcam import cam_to_image, gradcam_from_features
 from .manifest import Manifest, load_manifest
 from .pipeline import DEFAULT_DEPTH
 from .preprocess import SquarePadding, prepare_gray, to_model_input
-from .runtimes import INSTALL_HINTS, Runtime, engine_available, open_runtime
+from .runtimes import INSTALL_HINTS, Runtime, device_probabilities, engine_available, open_runtime
 
 if TYPE_CHECKING:
     from .batch import BatchResult
@@ -120,6 +120,15 @@ class Classifier:
             single-knee crop like the training ones (:class:`InputRefusedError`); ``report``
             grades anyway and records that it was forced (``edge-infer --no-gate``, for research);
             ``off`` skips the checks (measurements of the gate's own cost).
+
+    Thread safety: one ``Classifier`` may be shared by any number of threads (a web server's
+    workers): :meth:`predict`, :meth:`prepare`, :meth:`infer` and :meth:`predict_many` called at
+    once from several threads give each call exactly the result it would get alone,
+    probabilities and heatmap alike, in every format. onnxruntime runs the calls concurrently;
+    LiteRT, whose interpreter is not thread-safe, runs one invoke at a time behind a lock (the
+    interpreter itself uses every core given), while decoding, preprocessing, the input gate and
+    Grad-CAM of the other threads go on in parallel. Open and :meth:`close` a ``Classifier`` from
+    one thread, not while calls are running; creating several at once from different threads is safe.
 
     Raises:
         ManifestError: missing/invalid manifest, missing or corrupt artifact, or a model whose
@@ -285,17 +294,6 @@ class Classifier:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def device_probabilities(raw: np.ndarray) -> np.ndarray:
-    """The probabilities the device reports for a model's raw softmax output(s), ``(classes,)`` or
-    ``(n, classes)``: float64, renormalised to sum to 1. Full-int8 softmax outputs come in steps of
-    1/256 and need not sum to exactly 1; an all-zero row becomes uniform. Conversion checks measure
-    these, so the manifest's figures are those of what ``edge-infer`` prints."""
-    p = np.asarray(raw, np.float64)
-    total = p.sum(-1, keepdims=True)
-    uniform = np.full_like(p, 1.0 / p.shape[-1])
-    return np.where(total > 0, p / np.where(total > 0, total, 1.0), uniform)
 
 
 def _array_to_gray(arr: np.ndarray, name: str = "<array>") -> np.ndarray:
