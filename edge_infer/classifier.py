@@ -121,6 +121,10 @@ class Classifier:
             grades anyway and records that it was forced (``edge-infer --no-gate``, for research);
             ``off`` skips the checks (measurements of the gate's own cost).
 
+    Loading checks the model before it answers anything: the manifest against its schema, each
+    file's place (inside the model folder) and sha256, the engine fed the very bytes that were
+    hashed, and the file's inputs and outputs against the manifest.
+
     Thread safety: one ``Classifier`` may be shared by any number of threads (a web server's
     workers): :meth:`predict`, :meth:`prepare`, :meth:`infer` and :meth:`predict_many` called at
     once from several threads give each call exactly the result it would get alone,
@@ -131,8 +135,9 @@ class Classifier:
     one thread, not while calls are running; creating several at once from different threads is safe.
 
     Raises:
-        ManifestError: missing/invalid manifest, missing or corrupt artifact, or a model whose
-            inputs/outputs differ from the manifest.
+        ManifestError: missing/invalid manifest (naming the file and the field), missing,
+            corrupt or out-of-folder artifact.
+        ModelContractError: a model whose inputs/outputs differ from the manifest.
         RuntimeUnavailableError: the format's engine is not installed (names the extra).
     """
 
@@ -151,7 +156,7 @@ class Classifier:
         self.manifest: Manifest = load_manifest(self.model_dir)
         self.format = format or self._pick_format()
         m = self.manifest
-        path = m.artifact_path(self.format)  # unknown, missing or corrupt → ManifestError
+        content = m.artifact_bytes(self.format)  # unknown, missing, corrupt or outside → ManifestError
         self._head = m.load_head()
         self._gate = m.load_gate(self.format) if gate != "off" else None
         if self._gate is None and gate != "off":
@@ -160,12 +165,13 @@ class Classifier:
         size, ch = m.preprocess.size, m.preprocess.channels
         self._runtime: Runtime = open_runtime(
             FORMATS[self.format],
-            path,
+            self.model_dir / m.artifacts[self.format].file,
             m.outputs,
             input_shape=(None, size, size, ch),
             output_shapes={"probabilities": (None, len(m.classes)), "features": (None, *m.feature_shape)},
             threads=threads,
             verbose=verbose,
+            content=content,  # the bytes that were hashed, not a second read of the file
         )
 
     @property
