@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from . import selftest as self_test
 from .decode import MIN_SIDE, load_image, pil_to_gray
 from .errors import InputImageError, InputRefusedError, RuntimeUnavailableError
 from .formats import FORMATS, Engine
@@ -123,7 +124,9 @@ class Classifier:
 
     Loading checks the model before it answers anything: the manifest against its schema, each
     file's place (inside the model folder) and sha256, the engine fed the very bytes that were
-    hashed, and the file's inputs and outputs against the manifest.
+    hashed, the file's inputs and outputs against the manifest, and the manifest's self-test (a
+    known input must give the recorded answer, :mod:`edge_infer.selftest`). A model converted
+    before self-tests existed loads with a warning.
 
     Thread safety: one ``Classifier`` may be shared by any number of threads (a web server's
     workers): :meth:`predict`, :meth:`prepare`, :meth:`infer` and :meth:`predict_many` called at
@@ -137,7 +140,8 @@ class Classifier:
     Raises:
         ManifestError: missing/invalid manifest (naming the file and the field), missing,
             corrupt or out-of-folder artifact.
-        ModelContractError: a model whose inputs/outputs differ from the manifest.
+        ModelContractError: a model whose inputs/outputs differ from the manifest, or whose
+            self-test gives another answer than the one recorded.
         RuntimeUnavailableError: the format's engine is not installed (names the extra).
     """
 
@@ -173,6 +177,14 @@ class Classifier:
             verbose=verbose,
             content=content,  # the bytes that were hashed, not a second read of the file
         )
+        try:
+            tested = self_test.verify(m, self.format, self._runtime)
+        except BaseException:
+            self._runtime.close()
+            raise
+        if not tested:
+            log.warning("%s has no self-test (converted before self-tests existed): an edited manifest is caught "
+                        "only by its schema; record one with `kneeoa selftest %s`", self.model_dir, self.model_dir)  # fmt: skip
 
     @property
     def runtime(self) -> Runtime:

@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "evaluate": "kneeoa.commands.evaluate:evaluate_cmd",
     "bench": "kneeoa.commands.bench:bench_cmd",
     "gate": "kneeoa.commands.gate:gate_cmd",
+    "selftest": "kneeoa.commands.selftest:selftest_cmd",
 }
 
 
