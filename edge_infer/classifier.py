@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from . import selftest as self_test
 from .calibration import IDENTITY, calibration_of
 from .decode import check_shape, load_image, pil_to_gray
 from .errors import ConfigError, InputImageError, InputRefusedError, RuntimeUnavailableError
@@ -22,7 +23,7 @@ from .gradcam import cam_to_image, gradcam_from_features
 from .manifest import Manifest, load_manifest
 from .pipeline import DEFAULT_DEPTH
 from .preprocess import SquarePadding, prepare_gray, square_padding, to_model_input
-from .runtimes import INSTALL_HINTS, Runtime, engine_available, open_runtime
+from .runtimes import INSTALL_HINTS, Runtime, device_probabilities, engine_available, open_runtime
 
 if TYPE_CHECKING:
     from .batch import BatchResult
@@ -128,9 +129,26 @@ class Classifier:
             ``Refer`` band, :mod:`edge_infer.calibration`); ``False`` reports the network's own
             probabilities and only Normal/Osteoarthritis (what calibration is fitted on).
 
+    Loading checks the model before it answers anything: the manifest against its schema, each
+    file's place (inside the model folder) and sha256, the engine fed the very bytes that were
+    hashed, the file's inputs and outputs against the manifest, and the manifest's self-test (a
+    known input must give the recorded answer, :mod:`edge_infer.selftest`). A model converted
+    before self-tests existed loads with a warning.
+
+    Thread safety: one ``Classifier`` may be shared by any number of threads (a web server's
+    workers): :meth:`predict`, :meth:`prepare`, :meth:`infer` and :meth:`predict_many` called at
+    once from several threads give each call exactly the result it would get alone,
+    probabilities and heatmap alike, in every format. onnxruntime runs the calls concurrently;
+    LiteRT, whose interpreter is not thread-safe, runs one invoke at a time behind a lock (the
+    interpreter itself uses every core given), while decoding, preprocessing, the input gate and
+    Grad-CAM of the other threads go on in parallel. Open and :meth:`close` a ``Classifier`` from
+    one thread, not while calls are running; creating several at once from different threads is safe.
+
     Raises:
-        ManifestError: missing/invalid manifest, missing or corrupt artifact, or a model whose
-            inputs/outputs differ from the manifest.
+        ManifestError: missing/invalid manifest (naming the file and the field), missing,
+            corrupt or out-of-folder artifact.
+        ModelContractError: a model whose inputs/outputs differ from the manifest, or whose
+            self-test gives another answer than the one recorded.
         RuntimeUnavailableError: the format's engine is not installed (names the extra).
     """
 
@@ -152,7 +170,7 @@ class Classifier:
         self.manifest: Manifest = load_manifest(self.model_dir)
         self.format = format or self._pick_format()
         m = self.manifest
-        path = m.artifact_path(self.format)  # unknown, missing or corrupt → ManifestError
+        content = m.artifact_bytes(self.format)  # unknown, missing, corrupt or outside → ManifestError
         self._head = m.load_head()
         self._calibration = calibration_of(m, self.format) if calibrate else IDENTITY
         self._gate = m.load_gate(self.format) if gate != "off" else None
@@ -162,13 +180,22 @@ class Classifier:
         size, ch = m.preprocess.size, m.preprocess.channels
         self._runtime: Runtime = open_runtime(
             FORMATS[self.format],
-            path,
+            self.model_dir / m.artifacts[self.format].file,
             m.outputs,
             input_shape=(None, size, size, ch),
             output_shapes={"probabilities": (None, len(m.classes)), "features": (None, *m.feature_shape)},
             threads=threads,
             verbose=verbose,
+            content=content,  # the bytes that were hashed, not a second read of the file
         )
+        try:
+            tested = self_test.verify(m, self.format, self._runtime)
+        except BaseException:
+            self._runtime.close()
+            raise
+        if not tested:
+            log.warning("%s has no self-test (converted before self-tests existed): an edited manifest is caught "
+                        "only by its schema; record one with `kneeoa selftest %s`", self.model_dir, self.model_dir)  # fmt: skip
 
     @property
     def runtime(self) -> Runtime:
@@ -297,17 +324,6 @@ class Classifier:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def device_probabilities(raw: np.ndarray) -> np.ndarray:
-    """The probabilities the device reports for a model's raw softmax output(s), ``(classes,)`` or
-    ``(n, classes)``: float64, renormalised to sum to 1. Full-int8 softmax outputs come in steps of
-    1/256 and need not sum to exactly 1; an all-zero row becomes uniform. Conversion checks measure
-    these, so the manifest's figures are those of what ``edge-infer`` prints."""
-    p = np.asarray(raw, np.float64)
-    total = p.sum(-1, keepdims=True)
-    uniform = np.full_like(p, 1.0 / p.shape[-1])
-    return np.where(total > 0, p / np.where(total > 0, total, 1.0), uniform)
 
 
 def _array_to_gray(arr: np.ndarray, name: str = "<array>") -> np.ndarray:

@@ -9,12 +9,24 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Iterator
+
+_REDIRECT_LOCK = threading.RLock()
+"""File descriptors 1 and 2 belong to the whole process: two threads redirecting at once (two
+Classifiers opened together) would each save the other's redirect and leave stderr pointing at
+``/dev/null`` for good. One redirect at a time."""
 
 
 @contextlib.contextmanager
 def native_output_to(path: str = os.devnull, stdout: bool = False, stderr: bool = True) -> Iterator[None]:
-    """Point fd 1 and/or 2 at ``path`` for the duration of the block (Python streams are flushed)."""
+    """Point fd 1 and/or 2 at ``path`` for the duration of the block (Python streams are flushed).
+    Blocks of several threads run one after another (:data:`_REDIRECT_LOCK`)."""
+    with _REDIRECT_LOCK:
+        yield from _redirected(path, stdout, stderr)
+
+
+def _redirected(path: str, stdout: bool, stderr: bool) -> Iterator[None]:
     fds = ([1] if stdout else []) + ([2] if stderr else [])
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):

@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import importlib.util
 import os
+import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -47,7 +48,13 @@ class Runtime(ABC):
     """Runs one model file.
 
     Contract: input ``float32`` ``(1, size, size, channels)`` preprocessed as the manifest says;
-    :meth:`run` returns ``{"probabilities": (1, n_classes), "features": (1, h, w, c)}``.
+    :meth:`run` returns ``{"probabilities": (1, n_classes), "features": (1, h, w, c)}``, arrays
+    that belong to the caller. :meth:`run` may be called from several threads at once (each
+    engine below says how); :meth:`close` must not run while another thread is in :meth:`run`.
+
+    ``path`` names the file (in messages); ``content``, when given, is the model itself: the bytes
+    whose checksum the manifest verified, so the engine runs exactly what was checked rather than
+    opening the file a second time.
 
     Use as a context manager, or call :meth:`close`.
     """
@@ -93,9 +100,13 @@ class Runtime(ABC):
 
 
 class OnnxRuntime(Runtime):
-    """An ``.onnx`` file in onnxruntime's CPU execution provider."""
+    """An ``.onnx`` file in onnxruntime's CPU execution provider. ``InferenceSession.run`` is
+    thread-safe (onnxruntime's documented contract, and tests/test_thread_safety.py), so threads
+    run concurrently, without a lock."""
 
-    def __init__(self, path, outputs, input_shape, output_shapes, threads: int | None = None):
+    def __init__(
+        self, path, outputs, input_shape, output_shapes, threads: int | None = None, content: bytes | None = None
+    ):
         super().__init__(path, outputs, input_shape, output_shapes)
         if not engine_available(Engine.ONNXRUNTIME):
             raise RuntimeUnavailableError(INSTALL_HINTS[Engine.ONNXRUNTIME])
@@ -116,7 +127,8 @@ class OnnxRuntime(Runtime):
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
         try:
-            self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            model = content if content is not None else str(path)
+            self._session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ModelContractError(f"{path}: onnxruntime cannot load it ({e})") from None
         inp = self._session.get_inputs()
@@ -157,14 +169,32 @@ def litert_interpreter_class():
 
 class LiteRTRuntime(Runtime):
     """A ``.tflite`` file in LiteRT (``ai-edge-litert``; ``tflite-runtime`` as a fallback), through
-    its ``serve`` signature so outputs are found by name. XNNPACK's banner is kept off stderr."""
+    its ``serve`` signature so outputs are found by name. XNNPACK's banner is kept off stderr.
 
-    def __init__(self, path, outputs, input_shape, output_shapes, threads: int | None = None, verbose: bool = False):
+    A LiteRT interpreter is not thread-safe: its input and output tensors are single buffers, so
+    two threads invoking at once read each other's results. :meth:`run` holds a lock from setting
+    the input to copying the outputs out; threads take turns on the one interpreter, which uses
+    every core it was given (measured against one interpreter per thread in
+    ``benchmarks/thread_sharing.py``; results in ``benchmarks/THREADS.md``)."""
+
+    def __init__(
+        self,
+        path,
+        outputs,
+        input_shape,
+        output_shapes,
+        threads: int | None = None,
+        verbose: bool = False,
+        content: bytes | None = None,
+    ):
         super().__init__(path, outputs, input_shape, output_shapes)
         interpreter_class = litert_interpreter_class()
+        self._lock = threading.Lock()
+        self._content = content  # the interpreter reads the model from this buffer for its lifetime
+        source = {"model_content": content} if content is not None else {"model_path": str(path)}
         with contextlib.nullcontext() if verbose else native_output_to(os.devnull):
             try:
-                self._interp = interpreter_class(model_path=str(path), num_threads=threads or os.cpu_count() or 1)
+                self._interp = interpreter_class(**source, num_threads=threads or os.cpu_count() or 1)
                 signatures = self._interp.get_signature_list()
                 if TFLITE_SIGNATURE not in signatures:
                     raise ModelContractError(
@@ -181,11 +211,13 @@ class LiteRTRuntime(Runtime):
             self.run(np.zeros([1, *self.expected_input[1:]], np.float32))
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        result = self._runner(**{self._input: x})
-        return {role: result[name] for role, name in self.outputs.items()}
+        with self._lock:  # set input, invoke and read outputs as one step (see the class docstring)
+            result = self._runner(**{self._input: x})
+            return {role: np.array(result[name], copy=True) for role, name in self.outputs.items()}
 
     def close(self) -> None:
-        self._runner = self._interp = None
+        with self._lock:
+            self._runner = self._interp = self._content = None
 
 
 def open_runtime(
@@ -196,8 +228,27 @@ def open_runtime(
     output_shapes: dict[str, tuple],
     threads: int | None = None,
     verbose: bool = False,
+    content: bytes | None = None,
 ) -> Runtime:
-    """Create the runtime for ``fmt``; raises :class:`RuntimeUnavailableError` naming the extra to install."""
+    """Create the runtime for ``fmt``; raises :class:`RuntimeUnavailableError` naming the extra to install.
+
+    Args:
+        content: The model file's bytes, already read and checksummed
+            (:meth:`edge_infer.manifest.Manifest.artifact_bytes`); ``path`` then only names it.
+    """
     if fmt.engine is Engine.LITERT:
-        return LiteRTRuntime(path, outputs, input_shape, output_shapes, threads=threads, verbose=verbose)
-    return OnnxRuntime(path, outputs, input_shape, output_shapes, threads=threads)
+        return LiteRTRuntime(
+            path, outputs, input_shape, output_shapes, threads=threads, verbose=verbose, content=content
+        )
+    return OnnxRuntime(path, outputs, input_shape, output_shapes, threads=threads, content=content)
+
+
+def device_probabilities(raw: np.ndarray) -> np.ndarray:
+    """The probabilities the device reports for a model's raw softmax output(s), ``(classes,)`` or
+    ``(n, classes)``: float64, renormalised to sum to 1. Full-int8 softmax outputs come in steps of
+    1/256 and need not sum to exactly 1; an all-zero row becomes uniform. Conversion checks measure
+    these, so the manifest's figures are those of what ``edge-infer`` prints."""
+    p = np.asarray(raw, np.float64)
+    total = p.sum(-1, keepdims=True)
+    uniform = np.full_like(p, 1.0 / p.shape[-1])
+    return np.where(total > 0, p / np.where(total > 0, total, 1.0), uniform)

@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "calibrate": "kneeoa.commands.calibrate:calibrate_cmd",
     "app": "kneeoa.commands.app:app_cmd",
     "kit": "kneeoa.commands.kit:kit_cmd",
+    "selftest": "kneeoa.commands.selftest:selftest_cmd",
 }
 
 

@@ -162,11 +162,13 @@ def set_thresholds(scores: dict[str, np.ndarray], target: float) -> tuple[Thresh
 
 
 def record_gate(model_dir: str | Path, block: dict) -> Path:
-    """Write a fitted gate's block into the model directory's manifest (schema 2), check that
-    the device accepts it, and re-render the model card."""
+    """Write a fitted gate's block into the model directory's manifest (schema 2), re-record the
+    self-test for it (the gate is part of the answer's contract; nothing else may have changed),
+    check that the device accepts it, and re-render the model card."""
     from edge_infer.manifest import MANIFEST_FILE, SCHEMA_VERSION, load_manifest
 
     from .model_card import write_model_card
+    from .selftest import record_self_test
 
     path = Path(model_dir) / MANIFEST_FILE
     data = json.loads(path.read_text())
@@ -174,6 +176,7 @@ def record_gate(model_dir: str | Path, block: dict) -> Path:
     data["schema_version"] = max(int(data.get("schema_version", 1)), SCHEMA_VERSION)
     path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
     load_manifest(model_dir)  # what we wrote must be what the device accepts
+    record_self_test(model_dir, command=(data.get("self_test") or {}).get("command"), changed=("gate",))
     write_model_card(model_dir)
     return path
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_infer.classifier import device_probabilities
 from edge_infer.gradcam import gradcam_from_features
 from edge_infer.metrics import classification_summary, screening_at_threshold, top1_agreement
-from edge_infer.runtimes import Runtime
+from edge_infer.runtimes import Runtime, device_probabilities
 from edge_infer.screening import Screening
 
 CONFIDENT_MARGIN = 0.1
@@ -43,7 +42,7 @@ def measure_parity(
     """Run ``runtime`` on each image and compare with the Keras reference.
 
     The format's probabilities are taken as the device reports them
-    (:func:`edge_infer.classifier.device_probabilities`), so every figure is of what ``edge-infer``
+    (:func:`edge_infer.runtimes.device_probabilities`), so every figure is of what ``edge-infer``
     prints.
 
     Returns:

@@ -26,6 +26,7 @@ from .gate import fit_gate, record_gate
 from .model_card import write_model_card
 from .onnx_export import OPSET, export_onnx_fp32, quantize_onnx_int8
 from .parity import keras_reference, measure_parity, pairwise_agreement
+from .selftest import record_self_test
 from .source import FEATURES_OUTPUT, PROBS_OUTPUT, SourceModel, load_source, model_gflop
 from .tflite_export import convert_saved_model, write_saved_model
 from .uncertainty import REFER_SENSITIVITY, REFER_SPECIFICITY, calibrate_model
@@ -203,6 +204,7 @@ def convert_model(model_path: str | Path, out_dir: str | Path, opts: ConvertOpti
     (out_dir / GATE_FILE).unlink(missing_ok=True)  # never ship a gate fitted to an earlier model
     path.write_text(json.dumps(json_safe(manifest), indent=2, allow_nan=False) + "\n")
     load_manifest(out_dir)  # what we wrote must be what the device accepts
+    record_self_test(out_dir, command=opts.command)
     if opts.gate:
         block = fit_gate(out_dir, opts.calibration_dir, verify_dir, opts.gate_images, opts.gate_target, opts.seed)
         record_gate(out_dir, block)  # re-renders the model card

@@ -107,6 +107,7 @@ def calibrate_model(model_dir: str | Path, val_dir: str | Path, sensitivity: flo
     from edge_infer.manifest import MANIFEST_FILE, load_manifest
 
     from .model_card import write_model_card
+    from .selftest import record_self_test
 
     manifest = load_manifest(model_dir)
     dataset = scan_class_folders(val_dir)
@@ -127,5 +128,6 @@ def calibrate_model(model_dir: str | Path, val_dir: str | Path, sensitivity: flo
         data["artifacts"][fmt]["calibration"] = block
     path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
     load_manifest(model_dir)  # what we wrote must be what the device accepts
+    record_self_test(model_dir, command=(data.get("self_test") or {}).get("command"), changed=())  # answers change
     write_model_card(model_dir)
     return blocks

@@ -9,12 +9,13 @@ import shutil
 import numpy as np
 import pytest
 
-from edge_infer.calibration import Calibration, calibration_of
+from edge_infer.calibration import Calibration
 from edge_infer.classifier import Classifier, default_model_dir
-from edge_infer.errors import ManifestError
+from edge_infer.errors import ManifestError, ModelContractError
 from edge_infer.manifest import load_manifest
 from edge_infer.metrics import expected_calibration_error, negative_log_likelihood
 from edge_infer.screening import Screening
+from kneeoa_convert.selftest import record_self_test
 from kneeoa_convert.uncertainty import fit_format, fit_refer_band, fit_temperature
 
 CLASSES = ("KL0", "KL1", "KL2", "KL3", "KL4")
@@ -90,12 +91,12 @@ def test_a_fitted_format_records_its_figures():
 @pytest.mark.parametrize(
     "block, message",
     [
-        ({"temperature": float("nan")}, "finite"),
-        ({"temperature": 0}, "outside"),
-        ({"temperature": 1.0, "refer_band": [0.7, 0.2]}, "low <= high"),
+        ({"temperature": "NaN"}, "calibration.temperature"),
+        ({"temperature": 0}, "calibration.temperature"),
+        ({"temperature": 1.0, "refer_band": [0.7, 0.2]}, "low 0.7 is above high 0.2"),
         ({"temperature": 1.0, "refer_band": [0.6, 0.9]}, "does not hold the screening threshold"),
-        ({"temperature": 1.0, "refer_band": [0.1]}, r"\[low, high\]"),
-        ({"refer_band": None}, "temperature"),
+        ({"temperature": 1.0, "refer_band": [0.1]}, "calibration.refer_band"),
+        ({"refer_band": None}, "calibration.temperature"),
     ],
 )
 def test_an_invalid_calibration_block_is_refused_at_load(tmp_path, block, message):
@@ -105,7 +106,16 @@ def test_an_invalid_calibration_block_is_refused_at_load(tmp_path, block, messag
     data["artifacts"][fmt]["calibration"] = block
     (model / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(ManifestError, match=message):
-        calibration_of(load_manifest(model), fmt)
+        load_manifest(model)
+
+
+def test_the_calibration_checks_its_own_values():
+    with pytest.raises(ValueError, match="finite"):
+        Calibration(float("nan"))
+    with pytest.raises(ValueError, match="low <= high"):
+        Calibration(1.0, (0.7, 0.2))
+    with pytest.raises(ValueError, match="does not hold the screening threshold"):
+        Calibration(1.0, (0.6, 0.9)).check_against(SCREENING)
 
 
 def test_the_device_applies_the_manifests_calibration(tmp_path):
@@ -116,6 +126,9 @@ def test_the_device_applies_the_manifests_calibration(tmp_path):
     data = json.loads((model / "manifest.json").read_text())
     data["artifacts"][fmt]["calibration"] = {"temperature": 2.0, "refer_band": [0.0, 1.0]}
     (model / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ModelContractError, match="calibration differs"):  # an edit the self-test catches
+        Classifier(model)
+    record_self_test(model, changed=())  # the deliberate edit, re-recorded
     with Classifier(model) as clf:
         calibrated = [clf.predict(p, heatmap=False) for p in EXAMPLES]
     for before, after in zip(raw, calibrated, strict=True):
