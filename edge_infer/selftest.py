@@ -117,14 +117,24 @@ def calibration_sha256(manifest: Manifest, fmt: str) -> str:
     return section_sha256(manifest.artifacts[fmt].info.get("calibration"))
 
 
-def separation(result: dict, threshold: float | None) -> float:
+def boundaries(manifest: Manifest, fmt: str) -> tuple[float, ...]:
+    """The P(OA) values where format ``fmt``'s screening label changes: the threshold and the
+    edges of its refer band."""
+    if manifest.screening is None:
+        return ()
+    band = calibration_of(manifest, fmt).refer_band or ()
+    return (manifest.screening.threshold, *band)
+
+
+def separation(result: dict, threshold: float | tuple[float, ...] | None) -> float:
     """How clearly an answer tells its classes apart: the smallest gap between two class
     probabilities, and between P(OA) and the threshold. A self-test input with a larger one
     catches more (two classes swapped, a label flipped)."""
     p = sorted(result["probabilities"].values())
     gaps = [b - a for a, b in itertools.pairwise(p)]
-    if threshold is not None and result["oa_probability"] is not None:
-        gaps.append(abs(result["oa_probability"] - threshold))
+    edges = () if threshold is None else (threshold,) if isinstance(threshold, (int, float)) else threshold
+    if result["oa_probability"] is not None:
+        gaps += [abs(result["oa_probability"] - t) for t in edges]
     return min(gaps)
 
 
@@ -133,7 +143,7 @@ def record(manifest: Manifest, runtime: Runtime, fmt: str, seeds: int = SEEDS) -
     is best separated (:func:`separation`), with that answer and the digests of the artifact and
     of its calibration."""
     size = manifest.preprocess.size
-    threshold = manifest.screening.threshold if manifest.screening else None
+    threshold = boundaries(manifest, fmt)
     best = None
     for seed in range(seeds):
         result = answer(manifest, runtime, self_test_image(size, seed), fmt)
@@ -191,15 +201,16 @@ def verify(manifest: Manifest, fmt: str, runtime: Runtime) -> bool:
     if image_sha256(image) != spec["sha256"]:
         raise ModelContractError(f"{where}: the self-test image of seed {spec['seed']} comes out differently here "
                                  "(sha256 differs): this edge_infer generates it otherwise")  # fmt: skip
-    threshold = manifest.screening.threshold if manifest.screening else None
+    threshold = boundaries(manifest, fmt)
     _compare(entry, answer(manifest, runtime, image, fmt), block["tolerance"], threshold, f"{where}: {fmt}")
     return True
 
 
-def _compare(expected: dict, got: dict, tol: float, threshold: float | None, where: str) -> None:
+def _compare(expected: dict, got: dict, tol: float, threshold: tuple[float, ...], where: str) -> None:
     """Refuse when ``got`` is not ``expected`` within ``tol``: each probability and P(OA) within
     ``tol``; the same top class and grade where the recorded top class led by more than ``tol``;
-    the same label where the recorded P(OA) was more than ``tol`` from the threshold."""
+    the same label where the recorded P(OA) was more than ``tol`` from every label boundary
+    (the threshold, the refer band's edges)."""
     exp_p, got_p = expected["probabilities"], got["probabilities"]
     if list(exp_p) != list(got_p):
         raise ModelContractError(f"{where}: recorded for classes {list(exp_p)}, the manifest now has {list(got_p)}")
@@ -214,7 +225,7 @@ def _compare(expected: dict, got: dict, tol: float, threshold: float | None, whe
         raise ModelContractError(f"{where}: P(OA) {got_oa} for the self-test input, recorded {exp_oa}")
     p = sorted(exp_p.values())
     top_clear = p[-1] - p[-2] > tol
-    label_clear = top_clear if exp_oa is None or threshold is None else abs(exp_oa - threshold) > tol
+    label_clear = top_clear if exp_oa is None or not threshold else min(abs(exp_oa - t) for t in threshold) > tol
     for key, clear in (("top_class", top_clear), ("kl_grade", top_clear), ("label", label_clear)):
         if clear and got[key] != expected[key]:
             raise ModelContractError(f"{where}: {key} {got[key]!r} for the self-test input, recorded {expected[key]!r}")
