@@ -13,6 +13,8 @@ import click
 
 from edge_infer.errors import KneeOAError
 
+from .options import measurement_options, thread_counts
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -20,34 +22,14 @@ from edge_infer.errors import KneeOAError
     "--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for bench.json and bench.md."
 )
 @click.option("--formats", help="Comma-separated formats [default: every format in the model directory].")
-@click.option("--threads", help="Comma-separated thread counts [default: 1 and all cores].")
-@click.option(
-    "--data",
-    "data_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Labelled folder: accuracy too.",
-)
-@click.option(
-    "--min-time",
-    type=click.FloatRange(min=0.1),
-    default=2.0,
-    show_default=True,
-    help="Seconds of timed calls per measurement.",
-)
-@click.option("--min-runs", type=click.IntRange(min=1), default=20, show_default=True, help="Timed calls at least.")
-@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed calls first.")
+@measurement_options
 def main(model_dir, out, formats, threads, data_dir, min_time, min_runs, warmup) -> None:
     """Latency, memory and cold start of every format of a model, each in a fresh process."""
     from .bench import run_bench
     from .report import markdown, table
 
-    try:
-        names = [f.strip() for f in formats.split(",")] if formats else None
-        counts = [int(t) for t in threads.split(",")] if threads else None
-    except ValueError:
-        raise click.BadParameter(
-            f"expected comma-separated integers, got {threads!r}", param_hint="--threads"
-        ) from None
+    names = [f.strip() for f in formats.split(",")] if formats else None
+    counts = thread_counts(threads)
     try:
         report = run_bench(model_dir, names, counts, data_dir, None, min_time, min_runs, warmup,
                            progress=lambda msg: click.echo(msg, err=True))  # fmt: skip

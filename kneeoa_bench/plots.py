@@ -57,6 +57,33 @@ def confusion_matrix_png(
     return _save(img, path)
 
 
+_SIZE, _LEFT, _TOP = 360, 60, 70
+"""The unit-square plots' side, left margin and top margin, in pixels."""
+
+
+def _unit_square(title: str, subtitle: str):
+    """A titled canvas with a [0, 1]² grid; returns it, its drawer and the data → pixel map."""
+    img = Image.new("RGB", (_LEFT + _SIZE + 40, _TOP + _SIZE + 56), WHITE)
+    d = ImageDraw.Draw(img)
+
+    def xy(fx: float, ty: float) -> tuple[float, float]:
+        return _LEFT + fx * _SIZE, _TOP + (1.0 - ty) * _SIZE
+
+    _text(d, (img.width // 2, 10), title, 15, anchor="ma")
+    _text(d, (img.width // 2, 30), subtitle, 12, GREY, anchor="ma")
+    for t in np.linspace(0, 1, 6):
+        d.line([xy(t, 0), xy(t, 1)], fill=LIGHT)
+        d.line([xy(0, t), xy(1, t)], fill=LIGHT)
+        _text(d, (xy(t, 0)[0], _TOP + _SIZE + 6), f"{t:.1f}", 11, GREY, anchor="ma")
+        _text(d, (_LEFT - 6, xy(0, t)[1]), f"{t:.1f}", 11, GREY, anchor="rm")
+    return img, d, xy
+
+
+def _labels(d: ImageDraw.ImageDraw, xy, x_label: str, y_label: str) -> None:
+    _text(d, (xy(0.5, 0)[0], _TOP + _SIZE + 26), x_label, 12, anchor="ma")
+    _text(d, (6, _TOP - 18), y_label, 12)
+
+
 def roc_png(
     fpr: np.ndarray,
     tpr: np.ndarray,
@@ -70,20 +97,7 @@ def roc_png(
     """The ROC curve with the chance diagonal and, when given, the operating point.
 
     Text is ASCII: Pillow's built-in font has no ≥ or − glyphs."""
-    size, left, top = 360, 60, 70
-    img = Image.new("RGB", (left + size + 40, top + size + 56), WHITE)
-    d = ImageDraw.Draw(img)
-
-    def xy(fx: float, ty: float) -> tuple[float, float]:
-        return left + fx * size, top + (1.0 - ty) * size
-
-    _text(d, (img.width // 2, 10), title, 15, anchor="ma")
-    _text(d, (img.width // 2, 30), subtitle, 12, GREY, anchor="ma")
-    for t in np.linspace(0, 1, 6):
-        d.line([xy(t, 0), xy(t, 1)], fill=LIGHT)
-        d.line([xy(0, t), xy(1, t)], fill=LIGHT)
-        _text(d, xy(t, 0)[0:1] + (top + size + 6,), f"{t:.1f}", 11, GREY, anchor="ma")
-        _text(d, (left - 6, xy(0, t)[1]), f"{t:.1f}", 11, GREY, anchor="rm")
+    img, d, xy = _unit_square(title, subtitle)
     d.rectangle([xy(0, 1), xy(1, 0)], outline=GREY)
     _dashed(d, xy(0, 0), xy(1, 1), GREY)
     d.line([xy(f, t) for f, t in zip(fpr, tpr, strict=True)], fill=BLUE, width=3, joint="curve")
@@ -92,28 +106,14 @@ def roc_png(
         d.ellipse([ox - 6, oy - 6, ox + 6, oy + 6], fill=RED)
         _text(d, (ox + 10, oy + 4), operating_label, 12, RED, anchor="la")
     _text(d, xy(0.97, 0.05), f"AUC {auc:.3f}", 15, BLUE, anchor="rs")
-    _text(d, (left + size // 2, top + size + 26), "1 - specificity (false-positive rate)", 12, anchor="ma")
-    _text(d, (6, top - 18), "sensitivity", 12)
+    _labels(d, xy, "1 - specificity (false-positive rate)", "sensitivity")
     return _save(img, path)
 
 
 def reliability_png(rows: list[dict], ece: float, path: str | Path, title: str, subtitle: str = "") -> Path:
     """The reliability diagram: per confidence bin, accuracy against mean confidence (a bar each,
     its width the bin, shaded by how many knees fell in it), with the diagonal of perfect calibration."""
-    size, left, top = 360, 60, 70
-    img = Image.new("RGB", (left + size + 40, top + size + 56), WHITE)
-    d = ImageDraw.Draw(img)
-
-    def xy(fx: float, ty: float) -> tuple[float, float]:
-        return left + fx * size, top + (1.0 - ty) * size
-
-    _text(d, (img.width // 2, 10), title, 15, anchor="ma")
-    _text(d, (img.width // 2, 30), subtitle, 12, GREY, anchor="ma")
-    for t in np.linspace(0, 1, 6):
-        d.line([xy(t, 0), xy(t, 1)], fill=LIGHT)
-        d.line([xy(0, t), xy(1, t)], fill=LIGHT)
-        _text(d, xy(t, 0)[0:1] + (top + size + 6,), f"{t:.1f}", 11, GREY, anchor="ma")
-        _text(d, (left - 6, xy(0, t)[1]), f"{t:.1f}", 11, GREY, anchor="rm")
+    img, d, xy = _unit_square(title, subtitle)
     most = max((r["n"] for r in rows), default=1) or 1
     for r in rows:
         if r["n"]:
@@ -123,8 +123,7 @@ def reliability_png(rows: list[dict], ece: float, path: str | Path, title: str, 
     d.rectangle([xy(0, 1), xy(1, 0)], outline=GREY)
     _dashed(d, xy(0, 0), xy(1, 1), GREY)
     _text(d, xy(0.03, 0.95), f"ECE {ece:.3f}", 15, BLUE, anchor="la")
-    _text(d, (left + size // 2, top + size + 26), "confidence (top-class probability)", 12, anchor="ma")
-    _text(d, (6, top - 18), "accuracy", 12)
+    _labels(d, xy, "confidence (top-class probability)", "accuracy")
     return _save(img, path)
 
 

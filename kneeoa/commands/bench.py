@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from edge_infer.errors import KneeOAError
+from kneeoa_bench.options import measurement_options, thread_counts
 
 from .common import model_option, parse_formats, write_or_fail
 
@@ -19,28 +20,13 @@ from .common import model_option, parse_formats, write_or_fail
 @click.option(
     "--formats", help="Comma-separated formats [default: every format in the model directory, registry order]."
 )
-@click.option("--threads", default=None, help="Comma-separated thread counts, e.g. 1,2,4 [default: 1 and all cores].")
-@click.option(
-    "--data",
-    "data_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Labelled folder (class sub-folders): accuracy per format, agreement with float32, and real images for timing.",
-)
 @click.option(
     "--keras",
     "keras_model",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Add the float32 Keras model in TensorFlow as the reference row (needs the train extra).",
 )
-@click.option(
-    "--min-time",
-    type=click.FloatRange(min=0.1),
-    default=2.0,
-    show_default=True,
-    help="Seconds of timed calls per measurement.",
-)
-@click.option("--min-runs", type=click.IntRange(min=1), default=20, show_default=True, help="Timed calls at least.")
-@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed calls first.")
+@measurement_options
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the full report here as JSON."
 )
@@ -62,18 +48,12 @@ def bench_cmd(
     from kneeoa_bench.bench import run_bench
     from kneeoa_bench.report import markdown, plot, table
 
-    try:
-        thread_counts = [int(t) for t in threads.split(",")] if threads else None
-    except ValueError:
-        raise click.BadParameter(
-            f"expected comma-separated integers, got {threads!r}", param_hint="--threads"
-        ) from None
     names = parse_formats(formats)
     try:
         report = run_bench(
             model_dir or default_model_dir(),
             names,
-            thread_counts,
+            thread_counts(threads),
             data_dir,
             keras_model,
             min_time,
