@@ -16,9 +16,11 @@ well-formed but no longer what was converted. ``self_test`` holds:
   recorded one, or another grade or label where the recorded answer was clear of the boundary by
   more than ``tolerance``, is refused.
 
-``tolerance`` (:data:`TOLERANCE`, 0.01) allows for engines that round differently on another CPU
-(measured: onnx-int8 bit-identical on aarch64, tflite-dynamic within 2e-4; full-int8 softmax moves
-in steps of 1/256); any mix-up of two classes whose recorded probabilities differ by more than
+``tolerance`` (:data:`TOLERANCE`, 0.02) allows for engines that round differently on another CPU:
+onnxruntime picks CPU-specific fused int8 kernels at full graph optimisation, and an onnx-int8
+knee's probabilities differed by up to 0.013 between this AMX Xeon and an emulated Pi 4
+(cortex-a72; identical with basic optimisation, which ran 3.3× slower here); tflite-dynamic agreed
+to 6 decimals; full-int8 softmax moves in steps of 1/256. Any mix-up of two classes whose recorded probabilities differ by more than
 twice that is caught, and ``kneeoa convert`` picks, from :data:`SEEDS` seeds, the input whose
 class probabilities lie furthest apart.
 """
@@ -45,7 +47,7 @@ GENERATOR = "sha256-smooth-v1"
 GRID = 6
 """Control points a side of the generated image: coarse enough that the image has structure at
 the scale the network sees (a 12×12 grid gave flatter answers on the shipped model)."""
-TOLERANCE = 0.01
+TOLERANCE = 0.02
 SEEDS = 64
 CONTRACT = ("classes", "kl_grades", "screening", "preprocess", "outputs", "gradcam_head", "gate")
 """The manifest sections whose content decides an answer."""
