@@ -79,7 +79,7 @@ def render() -> None:
     if len(batch.items) > 1:
         views.summary(batch.items)
     for index, item in enumerate(batch.items):
-        views.one_image(index, item, manifest)
+        views.one_image(index, item, manifest, format_name)
 
 
 def choose_model() -> tuple[LoadedModel, Manifest, str] | None:

@@ -6,7 +6,9 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
+from edge_infer.calibration import calibration_of
 from edge_infer.classifier import Prediction
+from edge_infer.labels import REFER_LABEL
 from edge_infer.manifest import Manifest
 from edge_infer.overlay import DEFAULT_OPACITY, heatmap_figure
 
@@ -66,7 +68,7 @@ def summary(items: list[Screened]) -> None:
     )  # fmt: skip
 
 
-def one_image(index: int, item: Screened, manifest: Manifest) -> None:
+def one_image(index: int, item: Screened, manifest: Manifest, format_name: str) -> None:
     """One upload: the X-ray beside its heatmap and the result, or why it has no result."""
     st.divider()
     st.subheader(item.name)
@@ -85,7 +87,7 @@ def one_image(index: int, item: Screened, manifest: Manifest) -> None:
         st.image(heatmap_figure(gray, cam, opacity), width="stretch",
                  caption=f"Grad-CAM: where the evidence for {_top(p)} lies (colour scale relative to this image)")  # fmt: skip
     with right:
-        result_panel(p, manifest)
+        result_panel(p, manifest, format_name)
         st.caption(took)
 
 
@@ -93,10 +95,16 @@ def _top(p: Prediction) -> str:
     return f"KL {p.kl_grade}" if p.kl_grade is not None else max(p.probabilities, key=p.probabilities.get)
 
 
-def result_panel(p: Prediction, manifest: Manifest) -> None:
-    """The screening result with its probability and threshold, the grade and all probabilities, notes."""
+def result_panel(p: Prediction, manifest: Manifest, format_name: str) -> None:
+    """The screening result with its probability and threshold (and the refer band, when the
+    model is unsure), the grade and all probabilities, notes."""
     s = manifest.screening
     st.markdown(f"### {p.label}")
+    band = calibration_of(manifest, format_name).refer_band
+    if p.label == REFER_LABEL and band is not None:
+        st.warning(f"**Refer: the model is unsure.** P(OA) {p.oa_probability:.2f} lies in this model's refer band "
+                   f"[{band[0]:.2f}, {band[1]:.2f}), where it cannot call Normal or Osteoarthritis with the "
+                   "sensitivity and specificity it states. A clinician should read this image.")  # fmt: skip
     if s is not None and p.oa_probability is not None:
         rule = s.rule or " + ".join(s.positive_classes)
         side = "≥" if s.is_positive(p.oa_probability) else "<"

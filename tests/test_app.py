@@ -238,3 +238,23 @@ def test_a_synthetic_knee_is_not_mistaken_for_a_graded_one(app):
     app.file_uploader[0].set_value(("synthetic.png", _png(synthetic_knee(2, 224, seed=1)), "image/png")).run()
     assert len(app.error) == 1 and app.error[0].value.startswith("**No grade: refused by the input gate.**")
     assert not any("KL grade" in m for m in _texts(app.main.markdown))
+
+
+def test_a_knee_the_model_is_unsure_of_is_shown_as_refer(monkeypatch, tmp_path):
+    from kneeoa_convert.selftest import record_self_test
+
+    model = shutil.copytree(default_model_dir(), tmp_path / "model")
+    data = json.loads((model / "manifest.json").read_text())
+    for artifact in data["artifacts"].values():  # a band over every P(OA): every knee is referred
+        artifact["calibration"] = {**artifact.get("calibration", {"temperature": 1.0}), "refer_band": [0.0, 1.0]}
+    (model / "manifest.json").write_text(json.dumps(data))
+    record_self_test(model, changed=())
+    monkeypatch.setenv(MODEL_ENV, str(model))
+    at = AppTest.from_file(str(SCRIPT), default_timeout=120)
+    at.run()
+    at.file_uploader[0].set_value([(EXAMPLES[0].name, EXAMPLES[0].read_bytes(), "image/png")]).run()
+    assert not at.exception, at.exception
+    assert "### Refer" in _texts(at.main.markdown)
+    (warning,) = [w for w in _texts(at.warning) if "Refer" in w]
+    assert "refer band [0.00, 1.00)" in warning and "A clinician should read this image." in warning
+    assert "**KL grade 0** (the most probable grade)" in _texts(at.main.markdown)  # the grade is still shown
