@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from . import selftest as self_test
-from .calibration import IDENTITY, calibration_of
+from .calibration import IDENTITY, Calibration, calibration_of
 from .decode import check_shape, load_image, pil_to_gray
 from .errors import ConfigError, InputImageError, InputRefusedError, RuntimeUnavailableError
 from .formats import FORMATS, MAX_THREADS, Engine
@@ -196,6 +196,11 @@ class Classifier:
         if not tested:
             log.warning("%s has no self-test (converted before self-tests existed): an edited manifest is caught "
                         "only by its schema; record one with `kneeoa selftest %s`", self.model_dir, self.model_dir)  # fmt: skip
+
+    @property
+    def calibration(self) -> Calibration:
+        """The calibration applied to this format's answers (:data:`~edge_infer.calibration.IDENTITY` if none)."""
+        return self._calibration
 
     @property
     def runtime(self) -> Runtime:

@@ -53,8 +53,9 @@ def test_bench_rows_agreement_and_a_broken_format(model_dir, knee_dataset, tmp_p
     assert 0 < lat["median_ms"] <= lat["p90_ms"] <= lat["p99_ms"] and lat["runs"] >= 3
     assert good["rounds"] >= 5 and good["batch_size"] > 0
     for mode in ("end_to_end", "end_to_end_gradcam", "end_to_end_heatmap_png"):
-        e2e = good[mode]  # per-round ratios: their median sits near the ratio of the medians
-        assert e2e["median_ms"] > 0 and 0.5 < e2e["ratio_to_raw"] / (e2e["median_ms"] / lat["median_ms"]) < 2
+        e2e = good[mode]  # per-round ratios: their median sits near the ratio of the medians (loosely:
+        # rounds and the raw latency are timed at different moments, and CI machines are shared)
+        assert e2e["median_ms"] > 0 and 0.2 < e2e["ratio_to_raw"] / (e2e["median_ms"] / lat["median_ms"]) < 5
     assert good["peak_rss_mb"] > 20
     assert good["accuracy"]["n"] == 20 and good["agreement_with"] == "onnx-fp32" and 0 <= good["agreement"] <= 1
     assert good["bytes"] == (model_dir / "model.int8.onnx").stat().st_size
