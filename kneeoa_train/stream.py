@@ -1,0 +1,144 @@
+"""The ``tf.data`` input pipelines ``kneeoa train`` feeds Keras with.
+
+- :func:`memory_dataset`: images already in memory (class folders, as before shards existed).
+- :func:`shard_dataset`: TFRecord shards from ``kneeoa prepare``, streamed: shard files shuffled
+  and read interleaved, a bounded shuffle buffer of records, decoding, augmentation on the batch,
+  prefetch. Memory depends on the shuffle buffer and batch, not on the dataset size.
+
+Both end in the same augmentation and the same ``uint8`` → model-input mapping as
+:func:`edge_infer.preprocess.to_model_input` (``x · (hi − lo)/255 + lo`` in float32), so a model
+sees identical pixels whichever way it was fed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge_infer.preprocess import PreprocessSpec
+
+from .config import TrainConfig
+
+
+def augmenter(cfg: TrainConfig):
+    """The Keras augmentation layers the config asks for (applied to a batch inside ``tf.data``)."""
+    import keras
+
+    layers = [keras.layers.RandomFlip("horizontal", seed=cfg.seed)] if cfg.flip else []
+    if cfg.rotation_deg:
+        layers.append(keras.layers.RandomRotation(cfg.rotation_deg / 360.0, fill_mode="reflect", seed=cfg.seed))
+    if cfg.zoom:
+        layers.append(keras.layers.RandomZoom(cfg.zoom, fill_mode="reflect", seed=cfg.seed))
+    if cfg.shift:
+        layers.append(keras.layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="reflect", seed=cfg.seed))
+    return keras.Sequential(layers, name="augment")
+
+
+def _finish(ds, cfg: TrainConfig, training: bool):
+    """Batch, augment (training only), replicate grey to 3 channels, prefetch."""
+    import tensorflow as tf
+
+    ds = ds.batch(cfg.batch_size)
+    augment = augmenter(cfg) if training else None
+
+    def prepare(img, label, w):
+        if augment is not None:
+            img = augment(img, training=True)
+        return tf.repeat(img, 3, axis=-1), label, w
+
+    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def memory_dataset(x, y, sample_w, targets: np.ndarray, cfg: TrainConfig, training: bool):
+    """``(image, target, weight)`` batches from in-memory ``float32`` images ``x`` (N, s, s, 1)."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, targets[y], sample_w.astype(np.float32)))
+    if training:
+        ds = ds.shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
+    return _finish(ds, cfg, training)
+
+
+def parse_record(serialized, size: int | None = None, with_ids: bool = False):
+    """One record → ``uint8`` image ``(s, s, 1)`` and class index (plus group id and file name)."""
+    import tensorflow as tf
+
+    features = {
+        "image": tf.io.FixedLenFeature([], tf.string),
+        "label": tf.io.FixedLenFeature([], tf.int64),
+        "group": tf.io.FixedLenFeature([], tf.string),
+        "file": tf.io.FixedLenFeature([], tf.string),
+    }
+    ex = tf.io.parse_single_example(serialized, features)
+    flat = tf.io.decode_raw(ex["image"], tf.uint8)
+    if size is None:
+        size = tf.cast(tf.round(tf.sqrt(tf.cast(tf.size(flat), tf.float32))), tf.int32)
+    image = tf.reshape(flat, [size, size, 1])
+    return (image, ex["label"], ex["group"], ex["file"]) if with_ids else (image, ex["label"])
+
+
+def _records(files: list[str], cfg: TrainConfig, training: bool):
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+        ds = ds.shuffle(len(files), seed=cfg.seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(
+        lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 20),
+        cycle_length=min(len(files), 8),
+        block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,  # the same seed gives the same order: runs and tests are reproducible
+    )
+    if training:
+        ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=True)
+    return ds
+
+
+def shard_dataset(files: list[str], spec: PreprocessSpec, targets: np.ndarray, class_w: np.ndarray, cfg: TrainConfig, training: bool):
+    """``(image, target, weight)`` batches streamed from shard files.
+
+    Args:
+        files: Shard files of one split.
+        spec: The shards' preprocessing contract (its size and value range).
+        targets: Row per class: the training target (one-hot or SORD).
+        class_w: Loss weight per class.
+        cfg: Batch size, shuffle buffer, augmentation and seed.
+        training: Shuffle and augment (else the files' order, unaugmented).
+    """
+    import tensorflow as tf
+
+    lo, hi = spec.value_range
+    scale = np.float32((hi - lo) / 255.0)
+    target_t = tf.constant(targets, tf.float32)
+    weight_t = tf.constant(np.asarray(class_w, np.float32))
+
+    def decode(serialized):
+        image, label = parse_record(serialized, spec.size)
+        x = tf.cast(image, tf.float32) * scale + np.float32(lo)
+        return x, tf.gather(target_t, label), tf.gather(weight_t, label)
+
+    ds = _records(files, cfg, training).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    return _finish(ds, cfg, training)
+
+
+def shard_labels(files: list[str]) -> np.ndarray:
+    """Class indices of a split's records, in file order (what :func:`shard_images` yields)."""
+    import tensorflow as tf
+
+    labels = tf.data.TFRecordDataset(files).map(lambda r: parse_record(r)[1], num_parallel_calls=tf.data.AUTOTUNE)
+    return np.fromiter(labels.as_numpy_iterator(), np.int64)
+
+
+def shard_images(files: list[str], spec: PreprocessSpec, batch_size: int = 64):
+    """Model inputs (3 channels) of a split's records, in file order, for prediction."""
+    import tensorflow as tf
+
+    lo, hi = spec.value_range
+    scale = np.float32((hi - lo) / 255.0)
+
+    def decode(serialized):
+        image = parse_record(serialized, spec.size)[0]
+        return tf.repeat(tf.cast(image, tf.float32) * scale + np.float32(lo), 3, axis=-1)
+
+    ds = tf.data.TFRecordDataset(files).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
