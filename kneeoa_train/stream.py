@@ -129,8 +129,9 @@ def shard_labels(files: list[str]) -> np.ndarray:
     return np.fromiter(labels.as_numpy_iterator(), np.int64)
 
 
-def shard_images(files: list[str], spec: PreprocessSpec, batch_size: int = 64):
-    """Model inputs (3 channels) of a split's records, in file order, for prediction."""
+def shard_images(files: list[str], spec: PreprocessSpec, count: int, batch_size: int = 64):
+    """Model inputs (3 channels) of a split's ``count`` records, in file order, for prediction
+    (the count makes the length known, so Keras does not take the end of the data for a fault)."""
     import tensorflow as tf
 
     lo, hi = spec.value_range
@@ -140,5 +141,6 @@ def shard_images(files: list[str], spec: PreprocessSpec, batch_size: int = 64):
         image = parse_record(serialized, spec.size)[0]
         return tf.repeat(tf.cast(image, tf.float32) * scale + np.float32(lo), 3, axis=-1)
 
-    ds = tf.data.TFRecordDataset(files).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = tf.data.TFRecordDataset(files).apply(tf.data.experimental.assert_cardinality(count))
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
