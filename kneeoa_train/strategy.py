@@ -133,3 +133,33 @@ def backup_dir_name(info: StrategyInfo) -> str:
     """Each worker keeps its own resume state (Keras's BackupAndRestore writes without coordination;
     the weights are in sync, so every worker's copy is the same state)."""
     return "backup" if info.chief else f"backup-{info.task.replace(':', '-')}"
+
+
+def build_before_fit(model, strategy, info: StrategyInfo, dataset) -> None:
+    """Work around two Keras 3 bugs under ``multi-worker`` (keras-team/keras#20585, still in
+    Keras 3.15.1; ``MirroredStrategy`` is not affected, and nothing changes for it):
+
+    1. ``fit`` builds metric, loss and optimizer state from its first distributed batch, which it
+       first reduces across workers, and that fails (``Attempt to convert a value (PerReplica...)``).
+       The same build runs here from one local batch inside the strategy's scope, and the
+       model's own pre-build step is switched off for this model object.
+    2. Each step's logs (scalars) are averaged across workers with ``reduce(MEAN, axis=0)``, which
+       fails on a scalar. The step's logs are returned as 1-element vectors instead, which that
+       reduction turns back into the same scalar mean.
+    """
+    if info.name != "multi-worker":
+        return
+    import tensorflow as tf
+
+    batch = next(iter(dataset.take(1)))
+    with strategy.scope():
+        model._symbolic_build(data_batch=batch)
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    keras_step = model.train_step
+
+    def train_step(data):
+        return {name: tf.reshape(value, [1]) for name, value in keras_step(data).items()}
+
+    model.train_step = train_step

@@ -39,6 +39,8 @@ def _finish(ds, cfg: TrainConfig, training: bool):
 
     ds = ds.batch(cfg.batch_size)
     augment = augmenter(cfg) if training else None
+    if augment is not None and not augment.layers:  # every augmentation switched off
+        augment = None
 
     def prepare(img, label, w):
         if augment is not None:
@@ -76,26 +78,42 @@ def parse_record(serialized, size: int | None = None, with_ids: bool = False):
     return (image, ex["label"], ex["group"], ex["file"]) if with_ids else (image, ex["label"])
 
 
-def _records(files: list[str], cfg: TrainConfig, training: bool):
+def _one_pass(files, cfg: TrainConfig, epoch):
+    """Pass ``epoch`` over the records: the shard files in an order drawn from ``(seed, epoch)``
+    (stateless, so every iterator draws the same), read interleaved, then a seeded shuffle buffer."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    if training:
-        ds = ds.shuffle(len(files), seed=cfg.seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(
+    seed = tf.stack([tf.constant(cfg.seed, tf.int64), tf.cast(epoch, tf.int64)])
+    order = tf.random.experimental.stateless_shuffle(files, seed=seed)
+    ds = tf.data.Dataset.from_tensor_slices(order).interleave(
         lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 20),
-        cycle_length=min(len(files), 8),
+        cycle_length=min(int(files.shape[0]), 8),
         block_length=1,
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,  # the same seed gives the same order: runs and tests are reproducible
     )
-    if training:
-        ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=True)
-    return ds
+    return ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=False)
+
+
+def _records(files: list[str], cfg: TrainConfig, training: bool):
+    """Training: an endless stream, pass ``e`` shuffled from ``(cfg.seed, e)``, so every
+    iterator over it yields the same order (Keras opens an extra one under a distribution strategy,
+    which would advance a shared reshuffle). Otherwise one pass in file order."""
+    import tensorflow as tf
+
+    if not training:
+        return tf.data.TFRecordDataset(files)
+    names = tf.constant(files)
+    ds = tf.data.Dataset.counter().flat_map(lambda epoch: _one_pass(names, cfg, epoch))
+    options = tf.data.Options()
+    # Under multi-worker each worker keeps its 1/N of the stream (FILE sharding cannot see through the per-pass flat_map).
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
 
 
 def shard_dataset(files: list[str], spec: PreprocessSpec, targets: np.ndarray, class_w: np.ndarray, cfg: TrainConfig, training: bool):
-    """``(image, target, weight)`` batches streamed from shard files.
+    """``(image, target, weight)`` batches streamed from shard files (endless when training: give
+    ``steps_per_epoch``).
 
     Args:
         files: Shard files of one split.

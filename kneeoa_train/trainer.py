@@ -28,7 +28,7 @@ from .errors import TrainSetupError
 from .model import build_model
 from .precision import keras_policy, resolve_precision
 from .sources import DataSource, open_source
-from .strategy import StrategyInfo, backup_dir_name, check_batch, make_strategy
+from .strategy import StrategyInfo, backup_dir_name, build_before_fit, check_batch, make_strategy
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,10 @@ def validation_checkpoint(data: DataSource, out_dir: Path, screening: Screening 
     """A Keras callback: validation figures each epoch, best model saved, best score kept on disk
     (so a resumed run does not overwrite a better checkpoint with a worse one). ``save(model, path)``
     writes the checkpoint (default: ``model.save``). With ``twin`` (a model built outside any
-    distribution strategy), the weights are copied into it and it predicts and is saved: under
-    multi-worker training a prediction by the distributed model would wait for the other workers."""
+    distribution strategy), the weights are copied into it and it predicts and is saved. A
+    distributed model's ``predict`` would, under multi-worker training, wait for the other workers,
+    and under Keras 3.15 fails on a last batch smaller than the replica count (one replica gets
+    no images)."""
     import keras
 
     class ValidationCheckpoint(keras.callbacks.Callback):
@@ -190,7 +192,7 @@ def _callbacks(cfg: TrainConfig, out: Path, data: DataSource, screening, info: S
     if not info.chief:
         return callbacks
     twin = None
-    if info.name == "multi-worker":  # validated on a local float32 copy: no collective ops on the chief alone
+    if info.name != "one":  # validated on a local float32 copy (see validation_checkpoint)
         policy = keras.mixed_precision.global_policy()
         keras.mixed_precision.set_global_policy("float32")
         twin = build_model(n, cfg.input_size, cfg.head_layer, "none", cfg.hidden_units, cfg.dropout)
@@ -210,9 +212,10 @@ def _fit(cfg: TrainConfig, out: Path, data: DataSource, screening, strategy, inf
         model = _compiled_model(cfg, n, steps)
     callbacks = _callbacks(cfg, out, data, screening, info, n)
     train_data = data.train_dataset(targets, cw, cfg)
+    build_before_fit(model, strategy, info, train_data)
     # Distributed replicas (and workers) must all run the same number of steps: a repeated
     # stream with a fixed step count, never a last partial batch one worker lacks.
-    repeat = bool(cfg.steps_per_epoch) or info.name != "one"
+    repeat = bool(cfg.steps_per_epoch) or info.name != "one" or data.kind == "shards"
     model.fit(
         train_data.repeat() if repeat else train_data,
         epochs=cfg.epochs,
