@@ -129,7 +129,9 @@ class TrainConfig:
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.shuffle_buffer < 1 or (self.backup_steps is not None and self.backup_steps < 1):
-            raise ConfigError(f"shuffle_buffer and backup_steps must be at least 1, got {self.shuffle_buffer} and {self.backup_steps}")
+            raise ConfigError(
+                f"shuffle_buffer and backup_steps must be at least 1, got {self.shuffle_buffer} and {self.backup_steps}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -181,7 +183,13 @@ def _from_file(error: ConfigError, base: dict, overrides: dict) -> bool:
 _CLI_SKIP = {"train_dir", "val_dir", "out_dir"}
 
 
-LEGACY_VALUES = {"precision": "float32", "intensity": "stored", "strategy": "one", "shuffle_buffer": 2048, "backup_steps": None}
+LEGACY_VALUES = {
+    "precision": "float32",
+    "intensity": "stored",
+    "strategy": "one",
+    "shuffle_buffer": 2048,
+    "backup_steps": None,
+}
 """What runs recorded before an option existed trained with: a saved configuration that lacks
 the key means this value (not today's default)."""
 

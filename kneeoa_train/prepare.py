@@ -267,7 +267,9 @@ def prepare(data: str | Path, out: str | Path, opts: PrepareOptions, report) -> 
     rng = np.random.default_rng(opts.seed)
     splits = {}
     for split in SPLIT_NAMES:
-        mine = [items[i] for i in rng.permutation(len(items)) if items[i].split == split]  # classes mixed in every shard
+        mine = [
+            items[i] for i in rng.permutation(len(items)) if items[i].split == split
+        ]  # classes mixed in every shard
         if not mine:
             continue
         shards, written, bad = write_split(mine, out, split, spec, opts, report)

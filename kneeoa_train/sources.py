@@ -92,23 +92,49 @@ def open_source(cfg: TrainConfig) -> DataSource:
     spec = PreprocessSpec(size=cfg.input_size, intensity=cfg.intensity)
     train_sharded, val_sharded = is_shard_folder(cfg.train_dir), is_shard_folder(cfg.val_dir)
     if train_sharded != val_sharded:
-        raise TrainSetupError(f"{cfg.train_dir} and {cfg.val_dir}: give two shard folders or two class folders, not one of each")
+        raise TrainSetupError(
+            f"{cfg.train_dir} and {cfg.val_dir}: give two shard folders or two class folders, not one of each"
+        )
     if not train_sharded:
         train_ds = scan_class_folders(cfg.train_dir)
         val_ds = scan_class_folders(cfg.val_dir, folders=train_ds.folders)
         counts = {"train": train_ds.counts(), "val": val_ds.counts()}
         describe = {"kind": "folders", "train": cfg.train_dir, "val": cfg.val_dir}
-        return DataSource("folders", train_ds.folders, train_ds.classes, train_ds.kl_grades, counts, spec, describe, _folders=(train_ds, val_ds))
+        return DataSource(
+            "folders",
+            train_ds.folders,
+            train_ds.classes,
+            train_ds.kl_grades,
+            counts,
+            spec,
+            describe,
+            _folders=(train_ds, val_ds),
+        )
     train_set, val_set = read_shard_set(cfg.train_dir), read_shard_set(cfg.val_dir)
     for shards in (train_set, val_set):
         _check_contract(shards, spec)
     if val_set.folders != train_set.folders:
-        raise TrainSetupError(f"{cfg.val_dir}: classes {val_set.folders} differ from {cfg.train_dir}'s {train_set.folders}")
+        raise TrainSetupError(
+            f"{cfg.val_dir}: classes {val_set.folders} differ from {cfg.train_dir}'s {train_set.folders}"
+        )
     train_set.check_files("train")
     val_set.check_files("val")
     counts = {"train": train_set.counts("train"), "val": val_set.counts("val")}
-    describe = {"kind": "shards", "train": str(Path(cfg.train_dir) / "shards.json"), "val": str(Path(cfg.val_dir) / "shards.json")}
-    return DataSource("shards", train_set.folders, train_set.classes, train_set.kl_grades, counts, spec, describe, _shards=(train_set, val_set))
+    describe = {
+        "kind": "shards",
+        "train": str(Path(cfg.train_dir) / "shards.json"),
+        "val": str(Path(cfg.val_dir) / "shards.json"),
+    }
+    return DataSource(
+        "shards",
+        train_set.folders,
+        train_set.classes,
+        train_set.kl_grades,
+        counts,
+        spec,
+        describe,
+        _shards=(train_set, val_set),
+    )
 
 
 def _check_contract(shards: ShardSet, spec: PreprocessSpec) -> None:

@@ -62,7 +62,11 @@ def tf_config() -> dict:
         data = json.loads(raw)
     except ValueError as e:
         raise ConfigError(f"TF_CONFIG: not valid JSON ({e})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("cluster"), dict) or not isinstance(data.get("task"), dict):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("cluster"), dict)
+        or not isinstance(data.get("task"), dict)
+    ):
         raise ConfigError('TF_CONFIG: expected {"cluster": {"worker": [...]}, "task": {"type": "worker", "index": i}}')
     return data
 
@@ -102,7 +106,9 @@ def make_strategy(asked: str):
     if name == "one":
         return tf.distribute.get_strategy(), StrategyInfo("one", asked, 1, 1, None, True)
     if name == "mirrored":
-        devices = None if tf.config.list_logical_devices("GPU") else [d.name for d in tf.config.list_logical_devices("CPU")]
+        devices = (
+            None if tf.config.list_logical_devices("GPU") else [d.name for d in tf.config.list_logical_devices("CPU")]
+        )
         strategy = tf.distribute.MirroredStrategy(devices=devices)
         return strategy, StrategyInfo("mirrored", asked, strategy.num_replicas_in_sync, 1, None, True)
     try:
@@ -112,7 +118,9 @@ def make_strategy(asked: str):
     resolver = strategy.cluster_resolver
     task_type, task_id = resolver.task_type, int(resolver.task_id or 0)
     chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in config["cluster"])
-    info = StrategyInfo("multi-worker", asked, strategy.num_replicas_in_sync, _cluster_size(config), f"{task_type}:{task_id}", chief)
+    info = StrategyInfo(
+        "multi-worker", asked, strategy.num_replicas_in_sync, _cluster_size(config), f"{task_type}:{task_id}", chief
+    )
     return strategy, info
 
 

@@ -111,7 +111,9 @@ def _records(files: list[str], cfg: TrainConfig, training: bool):
     return ds.with_options(options)
 
 
-def shard_dataset(files: list[str], spec: PreprocessSpec, targets: np.ndarray, class_w: np.ndarray, cfg: TrainConfig, training: bool):
+def shard_dataset(
+    files: list[str], spec: PreprocessSpec, targets: np.ndarray, class_w: np.ndarray, cfg: TrainConfig, training: bool
+):
     """``(image, target, weight)`` batches streamed from shard files (endless when training: give
     ``steps_per_epoch``).
 

@@ -54,7 +54,9 @@ def target_table(n_classes: int, cfg: TrainConfig, kl_grades: list[int] | None) 
     return (table / table.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def validation_checkpoint(data: DataSource, out_dir: Path, screening: Screening | None, metric: str, save=None, twin=None):
+def validation_checkpoint(
+    data: DataSource, out_dir: Path, screening: Screening | None, metric: str, save=None, twin=None
+):
     """A Keras callback: validation figures each epoch, best model saved, best score kept on disk
     (so a resumed run does not overwrite a better checkpoint with a worse one). ``save(model, path)``
     writes the checkpoint (default: ``model.save``). With ``twin`` (a model built outside any
@@ -120,7 +122,9 @@ def train(cfg: TrainConfig) -> Path:
 
     strategy, info = make_strategy(cfg.strategy)  # first: multi-worker must start before other TF work
     check_batch(cfg.batch_size, info)
-    log.info("strategy: %s, %d replica(s) on %d worker(s) (asked: %s)", info.name, info.replicas, info.workers, cfg.strategy)
+    log.info(
+        "strategy: %s, %d replica(s) on %d worker(s) (asked: %s)", info.name, info.replicas, info.workers, cfg.strategy
+    )
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if info.chief:
@@ -131,9 +135,7 @@ def train(cfg: TrainConfig) -> Path:
     try:
         screening = Screening.for_classes(data.classes, data.kl_grades)
     except ValueError as e:
-        raise TrainSetupError(
-            f"{cfg.train_dir}: classes {data.classes} give no usable screening group ({e})"
-        ) from None
+        raise TrainSetupError(f"{cfg.train_dir}: classes {data.classes} give no usable screening group ({e})") from None
     precision = resolve_precision(cfg.precision)
     log.info("precision: %s (asked: %s)", precision, cfg.precision)
     if info.chief:

@@ -50,7 +50,9 @@ def stream(shards_dir: str):
 
     shards = read_shard_set(shards_dir)
     cfg = TrainConfig("a", "b", "c", batch_size=8, flip=False, rotation_deg=0, zoom=0, shift=0, shuffle_buffer=64)
-    return shard_dataset(shards.files("train"), shards.spec, np.eye(5, dtype=np.float32), np.ones(5), cfg, training=True)
+    return shard_dataset(
+        shards.files("train"), shards.spec, np.eye(5, dtype=np.float32), np.ones(5), cfg, training=True
+    )
 
 
 def same_weights(shards_dir: str) -> None:

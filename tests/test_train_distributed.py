@@ -20,7 +20,7 @@ from edge_infer.errors import ConfigError
 from kneeoa.cli import main as kneeoa
 from kneeoa_train.strategy import resolve_name, tf_config
 
-from test_train_prepare import write_patients
+from synthetic import write_patients
 
 HELPER = Path(__file__).with_name("distributed_run.py")
 REPO = Path(__file__).resolve().parent.parent
@@ -68,7 +68,10 @@ def test_mirrored_over_two_cpus_learns_the_same_weights_as_one_device(shards):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (result["one"]["replicas"], result["mirrored"]["replicas"]) == (1, 2)
-    moved = max(np.abs(np.asarray(a) - np.asarray(b)).max() for a, b in zip(result["one"]["weights"], result["initial"], strict=True))
+    moved = max(
+        np.abs(np.asarray(a) - np.asarray(b)).max()
+        for a, b in zip(result["one"]["weights"], result["initial"], strict=True)
+    )
     assert moved > 1e-3, "training did not change the weights: the comparison would prove nothing"
     for one, mirrored in zip(result["one"]["weights"], result["mirrored"]["weights"], strict=True):
         np.testing.assert_allclose(np.asarray(mirrored), np.asarray(one), atol=1e-5)
@@ -112,7 +115,10 @@ def test_two_multi_worker_processes_train_to_the_same_weights(shards, tmp_path):
     assert [r["info"]["task"] for r in results] == ["worker:0", "worker:1"]
     assert [r["info"]["chief"] for r in results] == [True, False]
     assert all(r["info"]["replicas"] == 2 and r["info"]["workers"] == 2 for r in results)
-    moved = max(np.abs(np.asarray(a) - np.asarray(b)).max() for a, b in zip(results[0]["weights"], results[0]["initial"], strict=True))
+    moved = max(
+        np.abs(np.asarray(a) - np.asarray(b)).max()
+        for a, b in zip(results[0]["weights"], results[0]["initial"], strict=True)
+    )
     assert moved > 1e-3, "training did not change the weights: agreement would prove nothing"
     for a, b in zip(results[0]["weights"], results[1]["weights"], strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
@@ -160,7 +166,14 @@ def test_a_mirrored_run_killed_mid_epoch_resumes_and_records_its_strategy(shards
     assert "Epoch 2/2" in second.stdout + second.stderr and "Epoch 1/2" not in second.stdout + second.stderr
     assert (out / "model.keras").is_file() and (out / "metrics.json").is_file() and not (out / "backup").exists()
     config = json.loads((out / "config.json").read_text())
-    assert config["strategy"] | {} == {"name": "mirrored", "asked": "mirrored", "replicas": 2, "workers": 1, "task": None, "chief": True}
+    assert config["strategy"] | {} == {
+        "name": "mirrored",
+        "asked": "mirrored",
+        "replicas": 2,
+        "workers": 1,
+        "task": None,
+        "chief": True,
+    }
     assert config["data"]["kind"] == "shards"
     epochs = [json.loads(line)["epoch"] for line in (out / "epochs.jsonl").read_text().splitlines()]
     assert epochs == [1, 2]

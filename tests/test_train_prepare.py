@@ -4,7 +4,6 @@ nothing is lost, and no patient crosses splits."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,20 +16,7 @@ from edge_infer.preprocess import PreprocessSpec, prepare_gray
 from kneeoa.cli import main as kneeoa
 from kneeoa_train.splits import GroupIds, check_no_leak, parse_fractions, split_by_group
 
-from synthetic import synthetic_knee
-
-
-def write_patients(root: Path, patients: int, size: int = 80, visits: int = 1, first: int = 9000000) -> Path:
-    """kneeKL224-style names: ``<patient><L|R>[_<visit>].png``, both knees in (possibly) different grades."""
-    for p in range(patients):
-        for side in "LR":
-            for v in range(visits):
-                grade = (p + (side == "R") + v) % 5
-                folder = root / str(grade)
-                folder.mkdir(parents=True, exist_ok=True)
-                suffix = f"_{v}" if visits > 1 else ""
-                Image.fromarray(synthetic_knee(grade, size, seed=p * 10 + v)).save(folder / f"{first + p}{side}{suffix}.png")
-    return root
+from synthetic import synthetic_knee, write_patients
 
 
 def read_records(files: list[str]) -> list[dict]:
@@ -41,7 +27,9 @@ def read_records(files: list[str]) -> list[dict]:
     out = []
     for rec in tf.data.TFRecordDataset(files):
         img, label, group, name = parse_record(rec, with_ids=True)
-        out.append({"image": img.numpy(), "label": int(label), "group": group.numpy().decode(), "file": name.numpy().decode()})
+        out.append(
+            {"image": img.numpy(), "label": int(label), "group": group.numpy().decode(), "file": name.numpy().decode()}
+        )
     return out
 
 

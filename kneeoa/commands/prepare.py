@@ -36,13 +36,40 @@ class _Report:
 @click.command("prepare")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Shard folder.")
-@click.option("--size", type=click.IntRange(min=75), default=75, show_default=True, help="Side of the stored images; train with the same --input-size.")
-@click.option("--intensity", type=click.Choice(INTENSITY_MODES), default="percentile", show_default=True, help="Preprocessing intensity contract.")
-@click.option("--id-pattern", default=None, help=r"Regex for the patient/group id in a file name (group 1 or group 'id') [default: ^(\d+), 9003175L -> 9003175].")
-@click.option("--ids-csv", type=click.Path(exists=True, dir_okay=False), help="CSV with 'file' and 'group' columns; overrides --id-pattern.")
-@click.option("--split", "split_text", default=None, help="train,val,test fractions when DATA_DIR is one folder, split by patient [default: 0.8,0.1,0.1].")
+@click.option(
+    "--size",
+    type=click.IntRange(min=75),
+    default=75,
+    show_default=True,
+    help="Side of the stored images; train with the same --input-size.",
+)
+@click.option(
+    "--intensity",
+    type=click.Choice(INTENSITY_MODES),
+    default="percentile",
+    show_default=True,
+    help="Preprocessing intensity contract.",
+)
+@click.option(
+    "--id-pattern",
+    default=None,
+    help=r"Regex for the patient/group id in a file name (group 1 or group 'id') [default: ^(\d+), 9003175L -> 9003175].",
+)
+@click.option(
+    "--ids-csv",
+    type=click.Path(exists=True, dir_okay=False),
+    help="CSV with 'file' and 'group' columns; overrides --id-pattern.",
+)
+@click.option(
+    "--split",
+    "split_text",
+    default=None,
+    help="train,val,test fractions when DATA_DIR is one folder, split by patient [default: 0.8,0.1,0.1].",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--shard-size", type=click.IntRange(min=1), default=2048, show_default=True, help="Images per shard file.")
+@click.option(
+    "--shard-size", type=click.IntRange(min=1), default=2048, show_default=True, help="Images per shard file."
+)
 @click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True, help="Decoding threads.")
 @click.option("--verify", "verify_only", is_flag=True, help="Only re-hash the shards in --out against shards.json.")
 def prepare_cmd(data_dir: Path, out_dir: Path, split_text, id_pattern, verify_only, **options) -> None:
@@ -76,7 +103,11 @@ def prepare_cmd(data_dir: Path, out_dir: Path, split_text, id_pattern, verify_on
     finally:
         report.progress.close()
     for name, split in manifest["splits"].items():
-        click.echo(f"{name}: {split['images']} images, {split['groups']} patients, per class {split['counts']}, {len(split['shards'])} shard(s)")
-    click.echo(f"{out_dir}: {manifest['written']} of {manifest['found']} images written, {len(manifest['refused'])} refused")
+        click.echo(
+            f"{name}: {split['images']} images, {split['groups']} patients, per class {split['counts']}, {len(split['shards'])} shard(s)"
+        )
+    click.echo(
+        f"{out_dir}: {manifest['written']} of {manifest['found']} images written, {len(manifest['refused'])} refused"
+    )
     if manifest["refused"]:
         raise SystemExit(1)

@@ -93,8 +93,14 @@ from .common import quiet_tensorflow, require_training_stack
     type=click.Choice(STRATEGIES),
     help="one device, mirrored (this machine's GPUs), multi-worker (TF_CONFIG), or auto [default: auto].",
 )
-@click.option("--shuffle-buffer", type=click.IntRange(min=1), help="Records in the shuffle buffer when streaming shards [default: 2048].")
-@click.option("--backup-steps", type=click.IntRange(min=1), help="Save the resume state every N steps [default: each epoch].")
+@click.option(
+    "--shuffle-buffer",
+    type=click.IntRange(min=1),
+    help="Records in the shuffle buffer when streaming shards [default: 2048].",
+)
+@click.option(
+    "--backup-steps", type=click.IntRange(min=1), help="Save the resume state every N steps [default: each epoch]."
+)
 def train_cmd(data_dir: Path, val_dir, out_dir, config_file, **options) -> None:
     """Train InceptionV3 on DATA_DIR (one sub-folder per class; 0..4 = KL grades), or on a shard
     folder from `kneeoa prepare` (its train split streamed, its val split validating)."""
