@@ -143,3 +143,35 @@ def test_a_bad_id_pattern_is_a_usage_error(tmp_path):
     data = write_patients(tmp_path / "d", patients=2)
     result = CliRunner().invoke(kneeoa, ["prepare", str(data), "--out", str(tmp_path / "s"), "--id-pattern", "("])
     assert result.exit_code == 2 and "not a valid regular expression" in result.output
+
+
+def test_training_refuses_shards_of_another_contract_and_reads_their_counts(tmp_path):
+    from kneeoa_train.config import TrainConfig, training_command
+    from kneeoa_train.errors import TrainSetupError
+    from kneeoa_train.sources import open_source
+
+    data = write_patients(tmp_path / "d", patients=10)
+    out = tmp_path / "s"
+    assert CliRunner().invoke(kneeoa, ["prepare", str(data), "--out", str(out), "--size", "80"]).exit_code == 0
+    with pytest.raises(TrainSetupError, match=r"shards hold 80 px, intensity percentile; this run asks for 75 px"):
+        open_source(TrainConfig(str(out), str(out), "r"))
+    with pytest.raises(TrainSetupError, match="not one of each"):
+        open_source(TrainConfig(str(out), str(data), "r", input_size=80))
+    source = open_source(TrainConfig(str(out), str(out), "r", input_size=80))
+    manifest = json.loads((out / "shards.json").read_text())
+    assert source.kind == "shards" and source.counts["train"] == manifest["splits"]["train"]["counts"]
+    assert source.n_train == manifest["splits"]["train"]["images"]
+    assert source.val_labels().tolist().count(0) == manifest["splits"]["val"]["counts"][0]
+    cfg = TrainConfig(str(out), str(out), str(tmp_path / "run"), input_size=80, strategy="mirrored").to_dict()
+    assert training_command(cfg) == f"kneeoa train {out} --out runs/run --strategy mirrored --input-size 80"
+
+
+def test_the_model_card_says_how_training_was_distributed():
+    from kneeoa_convert.model_card import _strategy_line
+
+    info = {"name": "multi-worker", "asked": "auto", "replicas": 8, "workers": 2, "task": "worker:0", "chief": True}
+    assert _strategy_line(info) == [
+        "Distribution: `multi-worker` strategy, 8 replica(s) on 2 worker(s) (asked: `--strategy auto`).",
+        "",
+    ]
+    assert _strategy_line(None) == []
