@@ -177,3 +177,52 @@ def test_a_mirrored_run_killed_mid_epoch_resumes_and_records_its_strategy(shards
     assert config["data"]["kind"] == "shards"
     epochs = [json.loads(line)["epoch"] for line in (out / "epochs.jsonl").read_text().splitlines()]
     assert epochs == [1, 2]
+
+
+@pytest.mark.slow
+def test_kneeoa_training_on_two_workers_writes_one_run_from_the_chief(shards, tmp_path):
+    """The trainer itself (InceptionV3, validation, checkpoints) under multi-worker: both workers
+    step in sync, only worker 0 writes the run directory, and neither leaves resume state behind."""
+    out = tmp_path / "run"
+    cfg = {
+        "train_dir": str(shards),
+        "val_dir": str(shards),
+        "out_dir": str(out),
+        "input_size": 75,
+        "hidden_units": 8,
+        "epochs": 2,
+        "steps_per_epoch": 2,
+        "batch_size": 8,
+        "precision": "float32",
+        "strategy": "multi-worker",
+    }
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    procs, logs = [], []
+    for index in range(2):
+        config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}", "TF_CONFIG": json.dumps(config)}
+        logs.append(tmp_path / f"worker{index}.log")
+        with open(logs[-1], "w") as sink:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, str(HELPER), "train", json.dumps(cfg)],
+                    env=env,
+                    stdout=sink,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    for proc, log in zip(procs, logs, strict=True):
+        try:
+            proc.wait(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, log.read_text()[-3000:]
+    losses = [[line.split("loss:")[1] for line in log.read_text().splitlines() if "loss:" in line] for log in logs]
+    assert len(losses[0]) == 2 and losses[0] == losses[1], losses
+    config = json.loads((out / "config.json").read_text())
+    assert config["strategy"]["name"] == "multi-worker" and config["strategy"]["replicas"] == 2
+    assert config["strategy"]["task"] == "worker:0" and config["strategy"]["chief"]
+    assert (out / "model.keras").is_file() and (out / "metrics.json").is_file()
+    assert len((out / "epochs.jsonl").read_text().splitlines()) == 2
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("backup")) == []
