@@ -241,6 +241,29 @@ def _summary(items: list[Item], n_classes: int) -> dict:
     }
 
 
+def _manifest(data: Path, out: Path, opts: PrepareOptions, spec, folders, ids, mode, splits, refused) -> dict:
+    """``shards.json``: what was written, from what, how, and what was refused."""
+    classes, kl = classes_from_folders(folders)
+    written = sum(s["images"] for s in splits.values())
+    return {
+        "format": FORMAT,
+        "command": prepare_command(data, out, opts),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "source": str(data),
+        "preprocess": {**spec.to_dict(), "stored": {"dtype": "uint8", "shape": [opts.size, opts.size], "channels": 1}},
+        "record": RECORD_FIELDS,
+        "folders": folders,
+        "classes": classes,
+        "kl_grades": kl,
+        "ids": ids.describe(),
+        "split": mode,
+        "splits": splits,
+        "found": written + len(refused),
+        "written": written,
+        "refused": refused,
+    }
+
+
 def prepare(data: str | Path, out: str | Path, opts: PrepareOptions, report) -> dict:
     """Convert ``data`` into shards under ``out`` and write ``out/shards.json`` (last, so a folder
     without it is an unfinished run).
@@ -262,41 +285,22 @@ def prepare(data: str | Path, out: str | Path, opts: PrepareOptions, report) -> 
     ids = GroupIds(opts.id_pattern, opts.ids_csv)
     spec = PreprocessSpec(size=opts.size, intensity=opts.intensity)
     items, refused, folders, mode = scan(data, ids, opts, report.note)
-    classes, kl = classes_from_folders(folders)
     report.start(len(items))
     rng = np.random.default_rng(opts.seed)
     splits = {}
+    order = rng.permutation(len(items))  # classes mixed in every shard
     for split in SPLIT_NAMES:
-        mine = [
-            items[i] for i in rng.permutation(len(items)) if items[i].split == split
-        ]  # classes mixed in every shard
+        mine = [items[i] for i in order if items[i].split == split]
         if not mine:
             continue
         shards, written, bad = write_split(mine, out, split, spec, opts, report)
         refused += bad
-        splits[split] = {**_summary(written, len(classes)), "shards": shards}
-    written = sum(s["images"] for s in splits.values())
-    manifest = {
-        "format": FORMAT,
-        "command": prepare_command(data, out, opts),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "source": str(data),
-        "preprocess": {**spec.to_dict(), "stored": {"dtype": "uint8", "shape": [opts.size, opts.size], "channels": 1}},
-        "record": RECORD_FIELDS,
-        "folders": folders,
-        "classes": classes,
-        "kl_grades": kl,
-        "ids": ids.describe(),
-        "split": mode,
-        "splits": splits,
-        "found": written + len(refused),
-        "written": written,
-        "refused": refused,
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
+        splits[split] = {**_summary(written, len(folders)), "shards": shards}
+    manifest = _manifest(data, out, opts, spec, folders, ids, mode, splits, refused)
+    manifest["seconds"] = round(time.perf_counter() - t0, 1)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-    log.info("wrote %d images in %s to %s (%d refused)", written, ", ".join(splits), out, len(refused))
+    log.info("wrote %d images in %s to %s (%d refused)", manifest["written"], ", ".join(splits), out, len(refused))
     return manifest
 
 

@@ -110,6 +110,10 @@ def open_source(cfg: TrainConfig) -> DataSource:
             describe,
             _folders=(train_ds, val_ds),
         )
+    return _shard_source(cfg, spec)
+
+
+def _shard_source(cfg: TrainConfig, spec: PreprocessSpec) -> DataSource:
     train_set, val_set = read_shard_set(cfg.train_dir), read_shard_set(cfg.val_dir)
     for shards in (train_set, val_set):
         _check_contract(shards, spec)
