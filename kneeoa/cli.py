@@ -11,6 +11,7 @@ import sys
 import click
 
 SUBCOMMANDS = {
+    "prepare": "kneeoa.commands.prepare:prepare_cmd",
     "train": "kneeoa.commands.train:train_cmd",
     "convert": "kneeoa.commands.convert:convert_cmd",
     "evaluate": "kneeoa.commands.evaluate:evaluate_cmd",

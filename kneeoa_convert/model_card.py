@@ -170,6 +170,18 @@ def _training_section(d: dict) -> list[str]:
         f"Checkpoint chosen on validation {chosen.get('selected_on', '')} "
         f"at epoch {chosen.get('epoch', 'n/a')} of {cfg['epochs']}.",
         "",
+        *_strategy_line(training.get("strategy")),
+    ]
+
+
+def _strategy_line(strategy: dict | None) -> list[str]:
+    """How the run was distributed (``kneeoa train --strategy``); runs before strategies existed say nothing."""
+    if not strategy:
+        return []
+    return [
+        f"Distribution: `{strategy['name']}` strategy, {strategy['replicas']} replica(s) on {strategy['workers']} "
+        f"worker(s) (asked: `--strategy {strategy['asked']}`).",
+        "",
     ]
 
 

@@ -376,6 +376,7 @@ def _manifest(
         "training": {
             "config": train_cfg,
             "counts": cfg.get("counts"),
+            "strategy": cfg.get("strategy"),
             "validation": json.loads(metrics_path.read_text()) if metrics_path.is_file() else None,
             "earlier_stages": earlier_stages(train_cfg),
             "data_citation": KNEEKL224_CITATION if "kneeKL224" in data_dirs else None,

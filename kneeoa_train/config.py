@@ -30,6 +30,8 @@ and ``float32`` elsewhere; see :func:`kneeoa_train.precision.resolve_precision`.
 INTENSITIES = ("stored", "percentile")
 """The preprocessing intensity contract the model is trained with (see
 :func:`edge_infer.preprocess.standardize_intensity`)."""
+STRATEGIES = ("auto", "one", "mirrored", "multi-worker")
+"""See :mod:`kneeoa_train.strategy`."""
 SELECT_METRICS = ("quadratic_weighted_kappa", "accuracy", "balanced_accuracy", "screening_auc")
 """Validation figures that can pick the best checkpoint (higher is better)."""
 
@@ -39,8 +41,10 @@ class TrainConfig:
     """Everything that determines a training run.
 
     Attributes:
-        train_dir: Folder with one sub-folder per class (``0``..``4`` for KL grades).
-        val_dir: Validation folder with the same class sub-folders; selects the checkpoint.
+        train_dir: Folder with one sub-folder per class (``0``..``4`` for KL grades), or a shard
+            folder from ``kneeoa prepare`` (its ``train`` split, streamed).
+        val_dir: Validation folder with the same class sub-folders, or a shard folder (its ``val``
+            split); selects the checkpoint.
         out_dir: Run directory (keep it outside the repository): checkpoints, logs, model.
         weights: ``"imagenet"``, ``"none"`` (from scratch) or the path of a weights file for
             the InceptionV3 backbone without its top.
@@ -66,6 +70,11 @@ class TrainConfig:
         select_metric: Validation figure that picks the best checkpoint.
         steps_per_epoch: Cap on steps per epoch (smoke tests); ``None`` for full epochs.
         seed: Seed for shuffling, augmentation and initialisation.
+        strategy: ``auto``, ``one``, ``mirrored`` or ``multi-worker`` (see
+            :mod:`kneeoa_train.strategy`); the effective one is recorded in ``config.json``.
+        shuffle_buffer: Records in the shuffle buffer when streaming shards.
+        backup_steps: Save the resume state every this many steps (``None``: each epoch), so a
+            run killed mid-epoch loses at most that many steps.
     """
 
     train_dir: str
@@ -94,6 +103,9 @@ class TrainConfig:
     select_metric: str = "quadratic_weighted_kappa"
     steps_per_epoch: int | None = None
     seed: int = 0
+    strategy: str = "auto"
+    shuffle_buffer: int = 2048
+    backup_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.input_size < 75:
@@ -114,6 +126,12 @@ class TrainConfig:
             raise ConfigError(f"select_metric must be one of {SELECT_METRICS}, got {self.select_metric!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError(f"epochs and batch_size must be at least 1, got {self.epochs} and {self.batch_size}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.shuffle_buffer < 1 or (self.backup_steps is not None and self.backup_steps < 1):
+            raise ConfigError(
+                f"shuffle_buffer and backup_steps must be at least 1, got {self.shuffle_buffer} and {self.backup_steps}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -165,7 +183,13 @@ def _from_file(error: ConfigError, base: dict, overrides: dict) -> bool:
 _CLI_SKIP = {"train_dir", "val_dir", "out_dir"}
 
 
-LEGACY_VALUES = {"precision": "float32", "intensity": "stored"}
+LEGACY_VALUES = {
+    "precision": "float32",
+    "intensity": "stored",
+    "strategy": "one",
+    "shuffle_buffer": 2048,
+    "backup_steps": None,
+}
 """What runs recorded before an option existed trained with: a saved configuration that lacks
 the key means this value (not today's default)."""
 
@@ -181,6 +205,8 @@ def training_command(cfg: dict) -> str:
     flags = {"jit_compile": "--jit"}
     cfg = with_legacy_values(cfg)
     parts = ["kneeoa train", cfg["train_dir"], "--val", cfg["val_dir"], "--out", f"runs/{Path(cfg['out_dir']).name}"]
+    if cfg["val_dir"] == cfg["train_dir"]:  # a shard folder holds both splits
+        del parts[2:4]
     for key, value in cfg.items():
         if key in _CLI_SKIP or value == defaults.get(key):
             continue

@@ -1,5 +1,7 @@
-"""The training loop: data in memory, augmentation in ``tf.data``, best-on-validation checkpoint,
-resume after interruption, and a log of every epoch.
+"""The training loop: data in memory or streamed from shards (:mod:`kneeoa_train.sources`),
+augmentation in ``tf.data``, one device or a ``tf.distribute`` strategy
+(:mod:`kneeoa_train.strategy`), best-on-validation checkpoint, resume after interruption
+(``BackupAndRestore``), and a log of every epoch.
 
 Files written to ``out_dir``:
 ``model.keras`` (best on validation), ``config.json`` (effective configuration, classes and
@@ -17,38 +19,22 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_infer.folders import FolderDataset, load_images, scan_class_folders
 from edge_infer.metrics import classification_summary
-from edge_infer.preprocess import PreprocessSpec, to_model_input
 from edge_infer.screening import Screening
 
 from .config import CONFIG_FILE, MODEL_FILE, TrainConfig, with_legacy_values
-from .data import class_weights
+from .data import class_weights_from_counts
 from .errors import TrainSetupError
 from .model import build_model
 from .precision import keras_policy, resolve_precision
+from .sources import DataSource, open_source
+from .strategy import StrategyInfo, backup_dir_name, build_before_fit, check_batch, make_strategy
 
 log = logging.getLogger(__name__)
 
-
-def _load_split(ds: FolderDataset, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
-    t0 = time.perf_counter()
-    images, ok = load_images(ds.paths, spec)
-    log.info("loaded %d/%d images from %s in %.1f s", len(ok), len(ds), ds.root, time.perf_counter() - t0)
-    return to_model_input(images, spec, channels=1), ds.labels[ok]
-
-
-def _augmenter(cfg: TrainConfig):
-    import keras
-
-    layers = [keras.layers.RandomFlip("horizontal", seed=cfg.seed)] if cfg.flip else []
-    if cfg.rotation_deg:
-        layers.append(keras.layers.RandomRotation(cfg.rotation_deg / 360.0, fill_mode="reflect", seed=cfg.seed))
-    if cfg.zoom:
-        layers.append(keras.layers.RandomZoom(cfg.zoom, fill_mode="reflect", seed=cfg.seed))
-    if cfg.shift:
-        layers.append(keras.layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="reflect", seed=cfg.seed))
-    return keras.Sequential(layers, name="augment")
+RESUMABLE_CHANGES = {"strategy", "shuffle_buffer", "backup_steps"}
+"""Options a run may be resumed with changed: they decide how the same training is carried out
+(on more GPUs, after a move to a cluster), not what is trained."""
 
 
 def target_table(n_classes: int, cfg: TrainConfig, kl_grades: list[int] | None) -> np.ndarray:
@@ -68,27 +54,16 @@ def target_table(n_classes: int, cfg: TrainConfig, kl_grades: list[int] | None) 
     return (table / table.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def _dataset(x, y, sample_w, targets: np.ndarray, cfg: TrainConfig, training: bool):
-    import tensorflow as tf
-
-    ds = tf.data.Dataset.from_tensor_slices((x, targets[y], sample_w.astype(np.float32)))
-    if training:
-        ds = ds.shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(cfg.batch_size)
-    augment = _augmenter(cfg) if training else None
-
-    def prepare(img, label, w):
-        if augment is not None:
-            img = augment(img, training=True)
-        return tf.repeat(img, 3, axis=-1), label, w
-
-    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-def validation_checkpoint(x_val, y_val, out_dir: Path, screening: Screening | None, metric: str, save=None):
+def validation_checkpoint(
+    data: DataSource, out_dir: Path, screening: Screening | None, metric: str, save=None, twin=None
+):
     """A Keras callback: validation figures each epoch, best model saved, best score kept on disk
     (so a resumed run does not overwrite a better checkpoint with a worse one). ``save(model, path)``
-    writes the checkpoint (default: ``model.save``)."""
+    writes the checkpoint (default: ``model.save``). With ``twin`` (a model built outside any
+    distribution strategy), the weights are copied into it and it predicts and is saved. A
+    distributed model's ``predict`` would, under multi-worker training, wait for the other workers,
+    and under Keras 3.15 fails on a last batch smaller than the replica count (one replica gets
+    no images)."""
     import keras
 
     class ValidationCheckpoint(keras.callbacks.Callback):
@@ -102,8 +77,11 @@ def validation_checkpoint(x_val, y_val, out_dir: Path, screening: Screening | No
             self.started = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            probs = self.model.predict(np.repeat(x_val, 3, axis=-1), batch_size=64, verbose=0)
-            summary = classification_summary(y_val, probs, screening)
+            model = self.model
+            if twin is not None:
+                twin.set_weights(model.get_weights())
+                model = twin
+            summary = classification_summary(data.val_labels(), data.predict_val(model), screening)
             record = {
                 "epoch": epoch + 1,
                 **{k: float(v) for k, v in (logs or {}).items()},
@@ -117,7 +95,7 @@ def validation_checkpoint(x_val, y_val, out_dir: Path, screening: Screening | No
             improved = bool(not np.isfinite(self.best) or score > self.best)
             if improved:
                 self.best = score
-                (save or (lambda m, p: m.save(p)))(self.model, out_dir / MODEL_FILE)
+                (save or (lambda m, p: m.save(p)))(model, out_dir / MODEL_FILE)
                 self.best_file.write_text(json.dumps({metric: score, "epoch": epoch + 1, "val": summary}, indent=2))
             log.info(
                 "epoch %d: val accuracy %.3f, kappa %.3f, AUC(OA) %s%s",
@@ -134,31 +112,37 @@ def validation_checkpoint(x_val, y_val, out_dir: Path, screening: Screening | No
 def train(cfg: TrainConfig) -> Path:
     """Train per ``cfg``; resumes from ``out_dir/backup`` if an earlier run was interrupted.
 
+    Under ``multi-worker`` every worker runs this with the same ``cfg``; only the chief writes the
+    run directory's files (each worker keeps its own resume state).
+
     Returns:
         Path of the best checkpoint (``out_dir/model.keras``).
     """
     import keras
 
+    strategy, info = make_strategy(cfg.strategy)  # first: multi-worker must start before other TF work
+    check_batch(cfg.batch_size, info)
+    log.info(
+        "strategy: %s, %d replica(s) on %d worker(s) (asked: %s)", info.name, info.replicas, info.workers, cfg.strategy
+    )
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _check_run_dir(out, cfg)
+    if info.chief:
+        _check_run_dir(out, cfg)
     check_init_from_contract(cfg)
     keras.utils.set_random_seed(cfg.seed)
-    train_ds = scan_class_folders(cfg.train_dir)
-    val_ds = scan_class_folders(cfg.val_dir, folders=train_ds.folders)
-    spec = PreprocessSpec(size=cfg.input_size, intensity=cfg.intensity)
+    data = open_source(cfg)
     try:
-        screening = Screening.for_classes(train_ds.classes, train_ds.kl_grades)
+        screening = Screening.for_classes(data.classes, data.kl_grades)
     except ValueError as e:
-        raise TrainSetupError(
-            f"{cfg.train_dir}: classes {train_ds.classes} give no usable screening group ({e})"
-        ) from None
+        raise TrainSetupError(f"{cfg.train_dir}: classes {data.classes} give no usable screening group ({e})") from None
     precision = resolve_precision(cfg.precision)
     log.info("precision: %s (asked: %s)", precision, cfg.precision)
-    _write_config(out, cfg, train_ds, val_ds, spec, screening, precision)
+    if info.chief:
+        _write_config(out, cfg, data, screening, precision, info)
     try:
         keras.mixed_precision.set_global_policy(keras_policy(precision))
-        return _fit(cfg, out, train_ds, val_ds, spec, screening)
+        return _fit(cfg, out, data, screening, strategy, info)
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
@@ -184,18 +168,12 @@ def _save_float32(cfg: TrainConfig, n_classes: int):
     return save
 
 
-def _fit(cfg: TrainConfig, out: Path, train_ds: FolderDataset, val_ds: FolderDataset, spec, screening) -> Path:
+def _compiled_model(cfg: TrainConfig, n: int, steps: int):
     import keras
 
-    x_tr, y_tr = _load_split(train_ds, spec)
-    x_va, y_va = _load_split(val_ds, spec)
-    n = len(train_ds.classes)
-    cw = class_weights(y_tr, n, cfg.class_weight)
-    targets = target_table(n, cfg, train_ds.kl_grades)
     model = build_model(n, cfg.input_size, cfg.head_layer, cfg.weights, cfg.hidden_units, cfg.dropout)
     if cfg.init_from:
         init_from_model(model, cfg.init_from)
-    steps = cfg.steps_per_epoch or int(np.ceil(len(x_tr) / cfg.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(steps * cfg.epochs, 1))
     model.compile(
         optimizer=keras.optimizers.Adam(schedule),
@@ -203,23 +181,53 @@ def _fit(cfg: TrainConfig, out: Path, train_ds: FolderDataset, val_ds: FolderDat
         weighted_metrics=["accuracy"],
         jit_compile=cfg.jit_compile,
     )
+    return model
+
+
+def _callbacks(cfg: TrainConfig, out: Path, data: DataSource, screening, info: StrategyInfo, n: int) -> list:
+    import keras
+
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(out / "backup")),
+        keras.callbacks.BackupAndRestore(str(out / backup_dir_name(info)), save_freq=cfg.backup_steps or "epoch"),
         keras.callbacks.TerminateOnNaN(),  # a diverged run stops at once instead of burning hours (seen: bf16, SORD, 128 px)
-        validation_checkpoint(x_va, y_va, out, screening, cfg.select_metric, save=_save_float32(cfg, n)),
+    ]
+    if not info.chief:
+        return callbacks
+    twin = None
+    if info.name != "one":  # validated on a local float32 copy (see validation_checkpoint)
+        policy = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy("float32")
+        twin = build_model(n, cfg.input_size, cfg.head_layer, "none", cfg.hidden_units, cfg.dropout)
+        keras.mixed_precision.set_global_policy(policy)
+    return callbacks + [
+        validation_checkpoint(data, out, screening, cfg.select_metric, save=_save_float32(cfg, n), twin=twin),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
     ]
-    train_data = _dataset(x_tr, y_tr, cw[y_tr], targets, cfg, training=True)
-    if cfg.steps_per_epoch:
-        train_data = train_data.repeat()
+
+
+def _fit(cfg: TrainConfig, out: Path, data: DataSource, screening, strategy, info: StrategyInfo) -> Path:
+    n = len(data.classes)
+    cw = class_weights_from_counts(data.counts["train"], cfg.class_weight)
+    targets = target_table(n, cfg, data.kl_grades)
+    steps = cfg.steps_per_epoch or int(np.ceil(data.n_train / cfg.batch_size))
+    with strategy.scope():
+        model = _compiled_model(cfg, n, steps)
+    callbacks = _callbacks(cfg, out, data, screening, info, n)
+    train_data = data.train_dataset(targets, cw, cfg)
+    build_before_fit(model, strategy, info, train_data)
+    # Distributed replicas (and workers) must all run the same number of steps: a repeated
+    # stream with a fixed step count, never a last partial batch one worker lacks.
+    repeat = bool(cfg.steps_per_epoch) or info.name != "one" or data.kind == "shards"
     model.fit(
-        train_data,
+        train_data.repeat() if repeat else train_data,
         epochs=cfg.epochs,
         shuffle=False,
-        steps_per_epoch=cfg.steps_per_epoch,
+        steps_per_epoch=steps if repeat else None,
         callbacks=callbacks,
         verbose=2,
     )
+    if not info.chief:
+        return out / MODEL_FILE
     best = json.loads((out / "best.json").read_text())
     (out / "metrics.json").write_text(json.dumps({"selected_on": cfg.select_metric, **best}, indent=2) + "\n")
     log.info(
@@ -302,7 +310,11 @@ def _check_run_dir(out: Path, cfg: TrainConfig) -> None:
     if not config_path.is_file():
         return
     previous = with_legacy_values(json.loads(config_path.read_text()).get("train", {}))
-    changed = sorted(k for k in set(previous) | set(cfg.to_dict()) if previous.get(k) != cfg.to_dict().get(k))
+    changed = sorted(
+        k
+        for k in set(previous) | set(cfg.to_dict())
+        if previous.get(k) != cfg.to_dict().get(k) and k not in RESUMABLE_CHANGES
+    )
     if changed:
         raise TrainSetupError(
             f"{out}: holds a run with a different configuration ({', '.join(changed)}); choose another --out"
@@ -311,15 +323,17 @@ def _check_run_dir(out: Path, cfg: TrainConfig) -> None:
         raise TrainSetupError(f"{out}: this run already finished ({MODEL_FILE}); choose another --out to train again")
 
 
-def _write_config(out: Path, cfg, train_ds: FolderDataset, val_ds: FolderDataset, spec, screening, precision) -> None:
+def _write_config(out: Path, cfg, data: DataSource, screening, precision, info: StrategyInfo) -> None:
     config = {
         "train": cfg.to_dict(),
         "precision": precision,
-        "folders": train_ds.folders,
-        "classes": train_ds.classes,
-        "kl_grades": train_ds.kl_grades,
+        "strategy": info.to_dict(),
+        "data": data.describe,
+        "folders": data.folders,
+        "classes": data.classes,
+        "kl_grades": data.kl_grades,
         "screening": screening.to_dict() if screening else None,
-        "preprocess": spec.to_dict(),
-        "counts": {"train": train_ds.counts(), "val": val_ds.counts()},
+        "preprocess": data.spec.to_dict(),
+        "counts": data.counts,
     }
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")

@@ -54,3 +54,18 @@ def write_knee_dataset(root: Path, per_class: int, size: int = 128, seed: int = 
         for i in range(per_class):
             Image.fromarray(synthetic_knee(g, size, seed=seed * 1000 + i)).save(folder / f"knee_{i}.png")
     return root
+
+
+def write_patients(root: Path, patients: int, size: int = 80, visits: int = 1, first: int = 9000000) -> Path:
+    """kneeKL224-style names: ``<patient><L|R>[_<visit>].png``, both knees in (possibly) different grades."""
+    for p in range(patients):
+        for side in "LR":
+            for v in range(visits):
+                grade = (p + (side == "R") + v) % 5
+                folder = root / str(grade)
+                folder.mkdir(parents=True, exist_ok=True)
+                suffix = f"_{v}" if visits > 1 else ""
+                Image.fromarray(synthetic_knee(grade, size, seed=p * 10 + v)).save(
+                    folder / f"{first + p}{side}{suffix}.png"
+                )
+    return root

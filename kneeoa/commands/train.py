@@ -7,7 +7,15 @@ from pathlib import Path
 import click
 
 from edge_infer.errors import ConfigError, KneeOAError
-from kneeoa_train.config import CLASS_WEIGHT_MODES, HEAD_LAYERS, INTENSITIES, LOSSES, PRECISIONS, SELECT_METRICS
+from kneeoa_train.config import (
+    CLASS_WEIGHT_MODES,
+    HEAD_LAYERS,
+    INTENSITIES,
+    LOSSES,
+    PRECISIONS,
+    SELECT_METRICS,
+    STRATEGIES,
+)
 
 from .common import quiet_tensorflow, require_training_stack
 
@@ -80,9 +88,27 @@ from .common import quiet_tensorflow, require_training_stack
     help="Validation figure that picks the best checkpoint [default: quadratic_weighted_kappa].",
 )
 @click.option("--seed", type=int, help="[default: 0]")
+@click.option(
+    "--strategy",
+    type=click.Choice(STRATEGIES),
+    help="one device, mirrored (this machine's GPUs), multi-worker (TF_CONFIG), or auto [default: auto].",
+)
+@click.option(
+    "--shuffle-buffer",
+    type=click.IntRange(min=1),
+    help="Records in the shuffle buffer when streaming shards [default: 2048].",
+)
+@click.option(
+    "--backup-steps", type=click.IntRange(min=1), help="Save the resume state every N steps [default: each epoch]."
+)
 def train_cmd(data_dir: Path, val_dir, out_dir, config_file, **options) -> None:
-    """Train InceptionV3 on DATA_DIR (one sub-folder per class; 0..4 = KL grades)."""
+    """Train InceptionV3 on DATA_DIR (one sub-folder per class; 0..4 = KL grades), or on a shard
+    folder from `kneeoa prepare` (its train split streamed, its val split validating)."""
+    from kneeoa_train.shardset import is_shard_folder
+
     train_dir = data_dir
+    if val_dir is None and is_shard_folder(data_dir):
+        val_dir = data_dir
     if val_dir is None:
         if (data_dir / "train").is_dir() and (data_dir / "val").is_dir():
             train_dir, val_dir = data_dir / "train", data_dir / "val"
