@@ -13,7 +13,6 @@ Memory stays flat: images are decoded and written ``chunk`` at a time.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -28,6 +27,7 @@ from edge_infer.decode import load_grayscale
 from edge_infer.errors import DatasetError, InputImageError, failure_message
 from edge_infer.finding import find_images
 from edge_infer.labels import classes_from_folders
+from edge_infer.manifest import sha256_file
 from edge_infer.preprocess import PreprocessSpec, prepare_gray
 
 from .shardset import FORMAT, MANIFEST_FILE, RECORD_FIELDS
@@ -190,15 +190,7 @@ class _ShardWriter:
         self._writer = None
         shard = self.shards[-1]
         path = self.out / shard["file"]
-        shard.update(bytes=path.stat().st_size, sha256=_sha256(path))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        shard.update(bytes=path.stat().st_size, sha256=sha256_file(path))
 
 
 def _load(item: Item, spec: PreprocessSpec) -> np.ndarray | InputImageError:
@@ -314,6 +306,6 @@ def verify(root: str | Path) -> list[str]:
             path = root / shard["file"]
             if not path.is_file():
                 problems.append(f"{path}: missing")
-            elif _sha256(path) != shard["sha256"]:
+            elif sha256_file(path) != shard["sha256"]:
                 problems.append(f"{path}: sha256 differs from {MANIFEST_FILE}")
     return problems

@@ -124,22 +124,17 @@ def test_two_multi_worker_processes_train_to_the_same_weights(shards, tmp_path):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
 
 
+def _tiny_run(shards: Path, out: Path, **overrides) -> dict:
+    """A two-epoch training configuration of a tiny model on ``shards``."""
+    cfg = {"train_dir": str(shards), "val_dir": str(shards), "out_dir": str(out), "input_size": 75,
+           "hidden_units": 8, "epochs": 2, "batch_size": 8, "precision": "float32"}  # fmt: skip
+    return cfg | overrides
+
+
 @pytest.mark.slow
 def test_a_mirrored_run_killed_mid_epoch_resumes_and_records_its_strategy(shards, tmp_path):
     out = tmp_path / "run"
-    cfg = {
-        "train_dir": str(shards),
-        "val_dir": str(shards),
-        "out_dir": str(out),
-        "input_size": 75,
-        "hidden_units": 8,
-        "epochs": 2,
-        "steps_per_epoch": 6,
-        "batch_size": 8,
-        "precision": "float32",
-        "strategy": "mirrored",
-        "backup_steps": 1,
-    }
+    cfg = _tiny_run(shards, out, steps_per_epoch=6, strategy="mirrored", backup_steps=1)
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"}
     log = tmp_path / "first.log"
     with open(log, "w") as sink:
@@ -184,18 +179,7 @@ def test_kneeoa_training_on_two_workers_writes_one_run_from_the_chief(shards, tm
     """The trainer itself (InceptionV3, validation, checkpoints) under multi-worker: both workers
     step in sync, only worker 0 writes the run directory, and neither leaves resume state behind."""
     out = tmp_path / "run"
-    cfg = {
-        "train_dir": str(shards),
-        "val_dir": str(shards),
-        "out_dir": str(out),
-        "input_size": 75,
-        "hidden_units": 8,
-        "epochs": 2,
-        "steps_per_epoch": 2,
-        "batch_size": 8,
-        "precision": "float32",
-        "strategy": "multi-worker",
-    }
+    cfg = _tiny_run(shards, out, steps_per_epoch=2, strategy="multi-worker")
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
     procs, logs = [], []
     for index in range(2):
