@@ -135,3 +135,14 @@ def test_the_device_applies_the_manifests_calibration(tmp_path):
         assert after.label == "Refer" and after.kl_grade == before.kl_grade
         p = np.array(list(before.probabilities.values())) ** 0.5
         assert np.allclose(list(after.probabilities.values()), p / p.sum())
+
+
+def test_convert_calibrates_every_format_on_the_validation_knees(model_dir):
+    manifest = load_manifest(model_dir)
+    for fmt, artifact in manifest.artifacts.items():
+        block = artifact.info["calibration"]
+        assert block["n"] > 0 and block["fitted_on"].endswith("val") and "ece_after" in block, fmt
+        with Classifier(model_dir, format=fmt) as clf:
+            assert clf.calibration.temperature == block["temperature"]
+    card = (model_dir / "MODEL_CARD.md").read_text()
+    assert "## Calibration and referral" in card and "temperature scaling" in card
