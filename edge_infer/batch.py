@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -95,7 +96,7 @@ def expand_inputs(inputs: Iterable[Path]) -> Iterator[Path | InputImageError]:
     and a folder with no image file yield an :class:`InputImageError` in their places, so they are
     reported, not skipped."""
     for item in inputs:
-        if item.is_dir():
+        if os.path.isdir(item):  # never raises: an unusable path is reported when it is read
             found = find_images(item)
             yield from found or [InputImageError(item, f"folder holds no image files ({' '.join(IMAGE_SUFFIXES)})")]
         else:

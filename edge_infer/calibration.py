@@ -83,7 +83,8 @@ class Calibration:
         return REFER_LABEL if self.refers(score) else screening.label(score)
 
     def check_against(self, screening: Screening) -> None:
-        """The band must hold the screening threshold (else it would refer knees on one side only)."""
+        """The band must hold the screening threshold (an edge may sit on it: the band then refers
+        only the knees on one side, as a fit may choose)."""
         if self.refer_band is not None and not self.refer_band[0] <= screening.threshold <= self.refer_band[1]:
             raise ValueError(f"calibration.refer_band {list(self.refer_band)} does not hold the screening "
                              f"threshold {screening.threshold}")  # fmt: skip

@@ -16,7 +16,7 @@ from PIL import Image
 from . import selftest as self_test
 from .calibration import IDENTITY, Calibration, calibration_of
 from .decode import check_shape, load_image, pil_to_gray
-from .errors import ConfigError, InputImageError, InputRefusedError, RuntimeUnavailableError
+from .errors import ConfigError, InputImageError, InputRefusedError, ModelContractError, RuntimeUnavailableError
 from .formats import FORMATS, MAX_THREADS, Engine
 from .gate import PASSED, GateVerdict, check_image
 from .gradcam import cam_to_image, gradcam_from_features
@@ -253,6 +253,10 @@ class Classifier:
             verdict = self._gate.check(out["features"][0], prepared.small)
         if enforce and not verdict.passed:
             raise InputRefusedError(source, verdict.reason, verdict)
+        if not np.isfinite(out["probabilities"][0]).all():  # never a plausible answer made of NaN
+            raise ModelContractError(
+                f"{source}: the model's output for this image is not finite (NaN or inf); no answer"
+            )
         probs = self._calibration.apply(device_probabilities(out["probabilities"][0]))
         top = int(probs.argmax())
         cam = (

@@ -8,6 +8,7 @@ mode, and the batch goes on; an input the gate refuses gets the same treatment w
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -100,6 +101,9 @@ def main(
         raise click.ClickException(str(e)) from None
     try:
         results = ResultFile(output_path, classifier.manifest.classes) if output_path else None
+    except OutputError as e:
+        classifier.close()
+        raise click.ClickException(str(e)) from None
     except OSError as e:
         classifier.close()
         raise click.ClickException(f"{output_path}: cannot write ({e.strerror})") from None
@@ -120,8 +124,8 @@ def _run(classifier, items: list, heatmaps, results: ResultFile | None, as_json:
             counter(0, len(items))
             for done, result in enumerate(run_batch(classifier, items, heatmaps=heatmaps), 1):
                 record = result.to_record()
-                if results is not None and not _save(results, record, counter):
-                    results, file_lost = None, 1
+                if results is not None and not _save(results, record, counter, out):
+                    results, file_lost, out.keep_going = None, 1, False
                 failed += not result.ok or bool(result.heatmap_error)
                 if not result.ok:
                     counter.note(terminal_safe(f"{'refused' if result.refusal else 'error'}: {result.message}"))
@@ -138,15 +142,18 @@ def _run(classifier, items: list, heatmaps, results: ResultFile | None, as_json:
     return failed + file_lost + out.broken
 
 
-def _save(results: ResultFile, record: dict, counter: Progress) -> bool:
-    """Append ``record``; on failure say so, close the file and return ``False`` (the batch goes
-    on: standard output keeps every result)."""
+def _save(results: ResultFile, record: dict, counter: Progress, out: _Stdout) -> bool:
+    """Append ``record``; on failure say so, close the file and return ``False``. The batch goes
+    on when standard output still takes the results; with both gone it stops (exit 1)."""
     try:
         results.write(record)
         return True
     except OutputError as e:
-        counter.note(terminal_safe(f"error: {e}; the results that follow are on standard output only"))
         results.close()
+        if out.broken:
+            counter.note(terminal_safe(f"error: {e}; standard output is gone too: stopping"))
+            sys.exit(1)
+        counter.note(terminal_safe(f"error: {e}; the results that follow are on standard output only"))
         return False
 
 
@@ -162,18 +169,22 @@ class _Stdout:
         if self.broken:
             return
         try:
+            if sys.stdout is None:  # closed at start (`>&-`), or a process started without one
+                raise OSError(errno.EBADF, "closed")
             click.echo(line)
             sys.stdout.flush()
-        except OSError as e:
+        except (OSError, ValueError) as e:  # ValueError: a closed file object
             self.broken = 1
             _silence_stdout()
-            click.echo(f"edge-infer: cannot write to standard output ({e.strerror or e})", err=True)
+            click.echo(f"edge-infer: cannot write to standard output ({getattr(e, 'strerror', None) or e})", err=True)
             if not self.keep_going:
                 sys.exit(1)
 
 
 def _silence_stdout() -> None:
     """Point stdout at the null device, so the interpreter's final flush cannot fail again."""
+    if sys.stdout is None:
+        return
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

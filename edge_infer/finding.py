@@ -28,22 +28,22 @@ def image_files(folder: Path) -> list[Path]:
 def find_images(folder: Path) -> list[Path | InputImageError]:
     """The image files under ``folder``, recursively, sorted by path, and in their places an
     :class:`InputImageError` for each sub-folder that cannot be listed, each link that is broken
-    or loops back to a folder already searched, and each FIFO, device or socket named like an
-    image. Links to folders are followed once."""
+    or loops back to a folder it is inside, and each FIFO, device or socket named like an image.
+    A folder reached twice (``latest -> 2024``) is searched once, without complaint."""
     found: list[tuple[str, Path | InputImageError]] = []
     seen: set[tuple[int, int]] = set()
-    _search(Path(folder), found, seen)
+    _search(Path(folder), found, seen, frozenset())
     return [item for _, item in sorted(found, key=lambda pair: Path(pair[0]).parts)]
 
 
-def _search(folder: Path, found: list, seen: set) -> None:
+def _search(folder: Path, found: list, seen: set, ancestors: frozenset) -> None:
     try:
         st = folder.stat()
         key = (st.st_dev, st.st_ino)
-        if key in seen:
-            found.append(
-                (str(folder), InputImageError(folder, "link loops back to a folder already searched; skipped"))
-            )
+        if key in ancestors:
+            found.append((str(folder), InputImageError(folder, "link loops back to a folder it is inside; skipped")))
+            return
+        if key in seen:  # another way to a folder already searched: its images are listed once
             return
         seen.add(key)
         with os.scandir(folder) as entries:
@@ -55,7 +55,7 @@ def _search(folder: Path, found: list, seen: set) -> None:
         path = Path(entry.path)
         kind = _kind(entry)
         if kind == "folder":
-            _search(path, found, seen)
+            _search(path, found, seen, ancestors | {key})
         elif kind == "file":
             if is_image_file(path):
                 found.append((str(path), path))

@@ -19,7 +19,7 @@ import errno
 import io
 import os
 import re
-import tempfile
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +30,10 @@ MAX_NUMBERED = 100_000
 """Names tried per stem (``knee_gradcam.png``, ``knee_2_gradcam.png``, …) before giving up."""
 
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
+"""errno of a file system without hard links (FAT, exFAT, some network shares)."""
+_NO_HARD_LINKS_WINDOWS = {1, 50}
+"""winerror of CreateHardLinkW on FAT: ERROR_INVALID_FUNCTION, ERROR_NOT_SUPPORTED (errno EINVAL)."""
+_CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 
 
 def heatmap_stem(source: str) -> str:
@@ -54,11 +58,11 @@ class HeatmapWriter:
 
     def write_png(self, source: str, png: bytes) -> Path:
         """Store finished PNG bytes under the first free name for ``source`` (see the module)."""
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".part", dir=self.directory)
+        tmp = str(self.directory / f".{secrets.token_hex(8)}.part")
+        fd = os.open(tmp, _CREATE_NEW, 0o644)  # mode under the user's umask, as for --output
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(png)
-            os.chmod(tmp, 0o644)
             return self._claim(heatmap_stem(source), lambda path: _link_or_create(tmp, path, png))
         finally:
             with contextlib.suppress(OSError):
@@ -83,10 +87,9 @@ def _link_or_create(tmp: str, path: Path, png: bytes) -> None:
     except FileExistsError:
         raise
     except OSError as e:
-        if e.errno not in _NO_HARD_LINKS:
+        if e.errno not in _NO_HARD_LINKS and getattr(e, "winerror", None) not in _NO_HARD_LINKS_WINDOWS:
             raise
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-    fd = os.open(path, flags, 0o644)
+    fd = os.open(path, _CREATE_NEW, 0o644)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(png)

@@ -56,6 +56,7 @@ class ResultFile:
     Raises:
         ValueError: an unsupported ending.
         OSError: the file cannot be created.
+        OutputError: the CSV header cannot be written.
     """
 
     def __init__(self, path: Path, classes: list[str]):
@@ -69,7 +70,11 @@ class ResultFile:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
         self._end = 0
         if self._csv:
-            self._append(self._row([*CSV_COLUMNS_BEFORE, *(f"p_{c}" for c in self.classes), *CSV_COLUMNS_AFTER]))
+            try:
+                self._append(self._row([*CSV_COLUMNS_BEFORE, *(f"p_{c}" for c in self.classes), *CSV_COLUMNS_AFTER]))
+            except OutputError:
+                self.close()
+                raise
 
     def write(self, record: dict) -> None:
         """Append one record, whole or not at all.

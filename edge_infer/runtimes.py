@@ -247,8 +247,14 @@ def device_probabilities(raw: np.ndarray) -> np.ndarray:
     """The probabilities the device reports for a model's raw softmax output(s), ``(classes,)`` or
     ``(n, classes)``: float64, renormalised to sum to 1. Full-int8 softmax outputs come in steps of
     1/256 and need not sum to exactly 1; an all-zero row becomes uniform. Conversion checks measure
-    these, so the manifest's figures are those of what ``edge-infer`` prints."""
+    these, so the manifest's figures are those of what ``edge-infer`` prints.
+
+    Raises:
+        ValueError: an output that is not finite (NaN or inf): no answer can be made of it.
+    """
     p = np.asarray(raw, np.float64)
+    if not np.isfinite(p).all():
+        raise ValueError("the model's output is not finite (NaN or inf)")
     total = p.sum(-1, keepdims=True)
     uniform = np.full_like(p, 1.0 / p.shape[-1])
     return np.where(total > 0, p / np.where(total > 0, total, 1.0), uniform)

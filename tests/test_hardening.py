@@ -168,12 +168,13 @@ def test_folder_search_reports_what_it_passes_over(tmp_path):
     (folder / "sub" / "loop").symlink_to(folder)
     os.mkfifo(folder / "pipe.png")
     (folder / "notes.txt").write_text("not an image, not reported")
+    (folder / "latest").symlink_to("sub")  # a second way to a folder: searched once, not an error
     found = list(expand_inputs([folder]))
     errors = {Path(e.path).name: e.problem for e in found if isinstance(e, InputImageError)}
     assert [p.name for p in found if isinstance(p, Path)] == ["knee.png"]
     assert errors == {
         "gone.png": "broken link (its target is missing); skipped",
-        "loop": "link loops back to a folder already searched; skipped",
+        "loop": "link loops back to a folder it is inside; skipped",
         "pipe.png": "not a regular file (a FIFO, device or socket); skipped",
     }
 
@@ -271,3 +272,53 @@ def test_a_result_file_written_past_its_limit_keeps_whole_records(tmp_path):
     assert os.waitstatus_to_exitcode(status) == 3
     text = path.read_text()
     assert text.endswith("\n") and len(text) <= 400 and text.splitlines()[-1].startswith("knee")
+
+
+# --- found by a review ------------------------------------------------------------------------------
+
+
+def test_an_unusable_argument_path_is_a_per_file_error(tmp_path):
+    run = edge_infer(tmp_path / ("a" * 300 + ".png"), KNEE)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "cannot read (File name too long)" in run.stderr and len(run.stdout.splitlines()) == 1
+
+
+def test_a_csv_output_that_cannot_take_its_header_is_one_line(tmp_path):
+    (tmp_path / "full.csv").symlink_to("/dev/full")
+    run = edge_infer("--output", tmp_path / "full.csv", KNEE)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "full.csv: cannot write results (No space left on device)" in run.stderr
+
+
+def test_a_closed_stdout_is_one_line(tmp_path):
+    run = edge_infer(KNEE, stdout=None, preexec_fn=lambda: os.close(1))
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "cannot write to standard output" in run.stderr
+
+
+def test_with_both_outputs_gone_the_batch_stops(tmp_path):
+    (tmp_path / "full.jsonl").symlink_to("/dev/full")
+    with open("/dev/full", "w") as full:
+        run = edge_infer("--output", tmp_path / "full.jsonl", *EXAMPLES, stdout=full)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    lines = run.stderr.splitlines()  # the file fails first, then stdout: one line each, then it stops
+    assert sum("cannot write results" in line for line in lines) == 1
+    assert sum("cannot write to standard output" in line for line in lines) == 1
+
+
+def test_heatmaps_respect_the_umask(tmp_path):
+    old = os.umask(0o077)
+    try:
+        path = HeatmapWriter(tmp_path / "maps").write_png("knee.png", b"png")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_non_finite_model_output_is_no_answer():
+    from edge_infer.runtimes import device_probabilities
+
+    for raw in ([np.nan, 0.2, 0.2, 0.3, 0.3], [np.inf, 0, 0, 0, 0]):
+        with pytest.raises(ValueError, match="not finite"):
+            device_probabilities(np.array(raw))
+    assert device_probabilities(np.zeros(5)).tolist() == [0.2] * 5  # an all-zero int8 row stays uniform
