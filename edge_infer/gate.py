@@ -26,6 +26,7 @@ arrays ship as ``gate.npz`` beside the model, checksummed in the manifest like e
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -101,8 +102,17 @@ def pooled_features(feature_map: np.ndarray) -> np.ndarray:
     """The gate's feature vector: the ``(H, W, C)`` feature map's top half and bottom half, each
     averaged over space, concatenated (``2C``); the middle row of an odd height goes to the top."""
     fm = np.asarray(feature_map, np.float32)
-    top = (fm.shape[0] + 1) // 2
-    return np.concatenate([fm[:top].mean((0, 1)), fm[top:].mean((0, 1))])
+    return (_halves(fm.shape[0], fm.shape[1]) @ fm.reshape(-1, fm.shape[2])).ravel()
+
+
+@functools.lru_cache(maxsize=8)
+def _halves(h: int, w: int) -> np.ndarray:
+    """``(2, h*w)`` weights that average the top and the bottom half of an ``h × w`` map: one
+    small product instead of two strided means."""
+    top = (h + 1) // 2
+    m = np.zeros((2, h, w), np.float32)
+    m[0, :top], m[1, top:] = 1.0 / (top * w), 1.0 / max((h - top) * w, 1)
+    return m.reshape(2, h * w)
 
 
 def thumbnail(small: np.ndarray, side: int = THUMBNAIL) -> np.ndarray:
@@ -159,27 +169,55 @@ class InputGate:
         if wrong or a["class_means"].ndim != 2 or a["class_means"].shape[1] != d or t != THUMBNAIL**2:
             raise ValueError(f"gate arrays do not fit together (feature size {d}): {wrong or 'class_means/thumbnail'}")
         self.arrays, self.thresholds, self.feature_size = a, thresholds, d
-        self._class_proj = a["class_means"] @ a["basis"]
+        self._fold(a)
+
+    def _fold(self, a: dict[str, np.ndarray]) -> None:
+        """Fold the checks' linear steps into one product per image, as the gate runs on every
+        knee: the feature standardisation into the orientation weights, and the per-grade
+        distances into products with the feature vector (``|f - m|² = |f|² - 2 f·m + |m|²``), so
+        one pass over a ``(d, k + 4 + grades)`` matrix gives every score of the features."""
+        k, classes = a["basis"].shape[1], a["class_means"].shape[0]
+        w_orient = a["orientation_w"] / a["feature_scale"][:, None]
+        self._features_w = np.ascontiguousarray(np.concatenate([a["basis"], w_orient, a["class_means"].T], axis=1))
+        self._orient_b = (a["orientation_b"] - (a["feature_mean"] / a["feature_scale"]) @ a["orientation_w"]).astype(np.float64)  # fmt: skip
+        self._class_proj = (a["class_means"] @ a["basis"]).astype(np.float64)
+        self._class_sq = (a["class_means"].astype(np.float64) ** 2).sum(1)
+        self._slices = (slice(0, k), slice(k, k + len(ORIENTATIONS)), slice(k + len(ORIENTATIONS), k + 4 + classes))
+        self._basis_scale_sq = a["basis_scale"].astype(np.float64) ** 2
+        self._pixel_w: dict[int, tuple[np.ndarray, float]] = {}
+
+    def _polarity_weights(self, side: int) -> tuple[np.ndarray, float]:
+        """The polarity regression as weights on the ``side × side`` model input's pixels (the
+        thumbnail is a block mean, so the whole check is linear in the pixels)."""
+        if side not in self._pixel_w:
+            a, k = self.arrays, side // THUMBNAIL
+            w = (a["polarity_w"] / a["polarity_scale"]).reshape(THUMBNAIL, THUMBNAIL) / (k * k * 255.0)
+            full = np.zeros((side, side), np.float32)
+            full[: k * THUMBNAIL, : k * THUMBNAIL] = np.repeat(np.repeat(w, k, 0), k, 1)
+            b = float(a["polarity_b"][0] - (a["polarity_mean"] / a["polarity_scale"]) @ a["polarity_w"])
+            self._pixel_w[side] = (full.ravel(), b)
+        return self._pixel_w[side]
 
     def scores(self, feature_map: np.ndarray, small: np.ndarray) -> dict[str, float]:
         """Distance, orientation and polarity scores of one image's feature map and model input."""
-        a = self.arrays
         f = pooled_features(feature_map)
         if f.shape[0] != self.feature_size:
             raise ValueError(f"feature map gives {f.shape[0]} gate features, the gate expects {self.feature_size}")
-        z = (f - a["feature_mean"]) / a["feature_scale"]
-        logits = (z @ a["orientation_w"] + a["orientation_b"]).astype(np.float64)
+        y = (f @ self._features_w).astype(np.float64)
+        basis, orient, means = self._slices
+        logits = y[orient] + self._orient_b
         wrong = logits[1:].max() + np.log(np.exp(logits[1:] - logits[1:].max()).sum())
-        proj = f @ a["basis"] - self._class_proj  # (classes, k): along the leading eigenvectors, one product
-        residual = ((f[None, :] - a["class_means"]) ** 2).sum(1) - (proj**2).sum(1)
-        distance = float((((proj * a["basis_scale"]) ** 2).sum(1) + residual / a["residual_variance"][0]).min())
-        x = (thumbnail(small) - a["polarity_mean"]) / a["polarity_scale"]
+        proj = y[basis] - self._class_proj  # (grades, k): each grade's offset along the leading eigenvectors
+        f64 = f.astype(np.float64)
+        residual = (f64 @ f64 - 2.0 * y[means] + self._class_sq) - (proj**2).sum(1)  # what the eigenvectors miss
+        distance = float(((proj**2) @ self._basis_scale_sq + residual / self.arrays["residual_variance"][0]).min())
+        pixel_w, pixel_b = self._polarity_weights(small.shape[0])
         return {
             "distance": distance,
             # log-odds, not probabilities: the regressions are confident, and thresholds at 1 - 1e-9
             # would be set on rounding noise
             "not_upright": float(wrong - logits[0]),
-            "negative": float(x @ a["polarity_w"] + a["polarity_b"][0]),
+            "negative": float(small.reshape(-1) @ pixel_w + pixel_b),
             **{f"logit_{name.split(' ')[0]}": float(v) for name, v in zip(ORIENTATIONS, logits, strict=True)},
         }  # fmt: skip
 

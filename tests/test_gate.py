@@ -35,7 +35,7 @@ def test_blank_and_two_knee_shapes_are_refused_before_inference():
 def test_pooling_keeps_top_and_bottom_apart():
     fm = np.zeros((5, 4, 3), np.float32)
     fm[:3] = 1.0  # the middle row of an odd height goes to the top
-    np.testing.assert_array_equal(pooled_features(fm), [1, 1, 1, 0, 0, 0])
+    np.testing.assert_allclose(pooled_features(fm), [1, 1, 1, 0, 0, 0], rtol=1e-6)
     assert not np.array_equal(pooled_features(fm), pooled_features(fm[::-1]))
     assert thumbnail(np.full((128, 128), 255, np.uint8)).shape == (256,)
 
@@ -99,6 +99,38 @@ def test_each_fitted_check_refuses_what_it_was_made_for_at_the_stated_false_refu
     neg = only("polarity").check(_map(knees[1]), _small(1 - _knee_thumb(rng)))
     assert not neg.passed and neg.check == "polarity" and "negative" in neg.reason
     assert InputGate(arrays, thresholds).check(_map(knees[2]), _small(_knee_thumb(rng))).passed
+
+
+def _textbook_scores(a: dict, fm: np.ndarray, small: np.ndarray) -> dict:
+    """The gate's scores written out as the method states them, unfolded and in float64."""
+    a = {k: v.astype(np.float64) for k, v in a.items()}
+    h = (fm.shape[0] + 1) // 2
+    f = np.concatenate([fm[:h].mean((0, 1)), fm[h:].mean((0, 1))]).astype(np.float64)
+    logits = ((f - a["feature_mean"]) / a["feature_scale"]) @ a["orientation_w"] + a["orientation_b"]
+    diff = f[None, :] - a["class_means"]
+    proj = diff @ a["basis"]
+    residual = (diff**2).sum(1) - (proj**2).sum(1)
+    distance = ((proj * a["basis_scale"]) ** 2).sum(1) + residual / a["residual_variance"][0]
+    k = small.shape[0] // 16
+    t = small.astype(np.float64)[: 16 * k, : 16 * k].reshape(16, k, 16, k).mean((1, 3)).ravel() / 255.0
+    negative = ((t - a["polarity_mean"]) / a["polarity_scale"]) @ a["polarity_w"] + a["polarity_b"][0]
+    return {"distance": distance.min(), "not_upright": np.logaddexp.reduce(logits[1:]) - logits[0], "negative": negative}
+
+
+def test_the_folded_scores_are_the_textbook_ones_on_the_shipped_gate():
+    """The gate folds its linear steps into one product per image for speed; on the shipped
+    gate's arrays and feature maps of the shipped size, that gives the method's own numbers."""
+    from edge_infer.manifest import load_manifest
+
+    gate = load_manifest("models/default").load_gate("onnx-int8")
+    rng = np.random.default_rng(5)
+    side = load_manifest("models/default").preprocess.size
+    for scale in (0.3, 1.0, 3.0):  # near the knees, and far from them
+        fm = (rng.gamma(0.5, scale, (7, 6, gate.feature_size // 2))).astype(np.float32)
+        small = rng.integers(0, 256, (side, side), dtype=np.uint8)
+        got, want = gate.scores(fm, small), _textbook_scores(gate.arrays, fm, small)
+        for key, value in want.items():
+            assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-3), key
 
 
 def test_a_gate_whose_arrays_do_not_fit_is_refused():
