@@ -216,7 +216,7 @@ def _gate_section(d: dict) -> list[str]:
         return ["## Input gate", "", "No fitted input gate: only the image checks (blank, aspect ratio) run. "
                 "Fit one with `kneeoa gate`.", ""]  # fmt: skip
     fitted = gate["fitted_on"]
-    rows = ["| format | validation knees refused | false refusal rate | refused by distance / orientation / polarity |",
+    rows = ["| format | validation knees refused | refusal rate | refused by distance / orientation / polarity (negatives) |",
             "|---|---|---|---|"]  # fmt: skip
     for fmt, entry in gate["formats"].items():
         v = entry["validation"]
@@ -233,9 +233,24 @@ def _gate_section(d: dict) -> list[str]:
         "",
         *rows,
         "",
+        *_negatives_note(gate),
         "A refused image gets no grade and no Normal/Osteoarthritis label, only the reason. Measure it on "
         "images that are not knee crops with `kneeoa evaluate VAL --ood DIR` (`python -m kneeoa_bench.oodset` "
         "builds such a set).",
+        "",
+    ]
+
+
+def _negatives_note(gate: dict) -> list[str]:
+    """What the gate does with radiographs stored as negatives, in the data it was fitted on."""
+    if "polarity_boundary" not in gate:
+        return []
+    left_out = gate["fitted_on"].get("left_out_as_stored_negatives", 0)
+    return [
+        "The polarity check refuses at its regression's own boundary (log-odds "
+        f"{gate['polarity_boundary']:g}), not at a percentile: a negative image (bone dark) is never what the "
+        "model was made for, even when the dataset holds it. Its refusals in the table are such negatives; "
+        f"{left_out} training knees stored as negatives were left out of the fit.",
         "",
     ]
 

@@ -22,7 +22,7 @@ from edge_infer.screening import Screening
 
 from .calibration import ImageSample, draw_sample
 from .errors import ConvertError, ParityFloorError
-from .gate import fit_gate, record_gate
+from .gate import DEFAULT_TARGET, fit_gate, record_gate
 from .model_card import write_model_card
 from .onnx_export import OPSET, export_onnx_fp32, quantize_onnx_int8
 from .parity import keras_reference, measure_parity, pairwise_agreement
@@ -91,7 +91,7 @@ class ConvertOptions:
     notes: str | None = None
     gate: bool = True
     gate_images: int = 1500
-    gate_target: float = 0.015
+    gate_target: float = DEFAULT_TARGET
     calibrate: bool = True
     refer_sensitivity: float = REFER_SENSITIVITY
     refer_specificity: float = REFER_SPECIFICITY

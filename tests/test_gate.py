@@ -101,6 +101,40 @@ def test_each_fitted_check_refuses_what_it_was_made_for_at_the_stated_false_refu
     assert InputGate(arrays, thresholds).check(_map(knees[2]), _small(_knee_thumb(rng))).passed
 
 
+def test_knees_stored_as_negatives_are_left_out_of_the_fit_and_always_refused():
+    """A dataset can hold negatives (kneeKL224 does); for them "the knee" and "its negative" are the
+    wrong way round, so the fit leaves them out, and the polarity check refuses them at its own
+    boundary rather than at a percentile, counting them against the refusal budget."""
+    from kneeoa_convert.gate import POLARITY_BOUNDARY, fit_without_negatives, set_thresholds, stored_negatives
+
+    rng = np.random.default_rng(3)
+    d, n = 8, 300
+    labels = rng.integers(0, 2, n)
+    knees = np.array([[3.0 * c] + [0.0] * (d - 1) for c in labels]) + rng.normal(0, 1, (n, d))
+    feats = np.stack([knees, *(knees + np.eye(d)[i] * 8 for i in (1, 2, 3))], 1).astype(np.float32)
+    thumbs = np.array([_knee_thumb(rng) for _ in range(n)], np.float32)
+    pairs = np.stack([thumbs, 1 - thumbs], 1)
+    stored_negative = np.zeros(n, bool)
+    stored_negative[:15] = True  # 5% of the knees arrive as negatives: their pair is the wrong way round
+    pairs[stored_negative] = pairs[stored_negative][:, ::-1]
+    found = stored_negatives(pairs)
+    assert found[:15].all() and found[15:].mean() <= 0.01  # cross-fitted: the swapped pairs stand out
+    arrays, left_out = fit_without_negatives(feats, pairs, labels)
+    assert left_out == found.sum()
+    gate = InputGate(arrays, Thresholds(np.inf, np.inf, np.inf))
+    knee, negative = _knee_thumb(rng), 1 - _knee_thumb(rng)
+    assert gate.scores(_map(knees[20]), _small(knee))["negative"] < POLARITY_BOUNDARY - 2
+    assert gate.scores(_map(knees[20]), _small(negative))["negative"] > POLARITY_BOUNDARY + 2
+
+    val = [gate.scores(_map(knees[i]), _small(pairs[i, 0])) for i in range(100)]  # 15 of them negatives
+    scores = {k: np.array([v[k] for v in val]) for k in ("distance", "not_upright", "negative")}
+    thresholds, report = set_thresholds(scores, 0.2)
+    assert thresholds.polarity == POLARITY_BOUNDARY and report["refused_by"]["negative"] == 15
+    assert 0.15 < report["false_refusal_rate"] <= 0.2  # the negatives count; the other checks get the rest
+    with pytest.raises(Exception, match="15 of 100 look like negatives"):
+        set_thresholds(scores, 0.1)
+
+
 def _textbook_scores(a: dict, fm: np.ndarray, small: np.ndarray) -> dict:
     """The gate's scores written out as the method states them, unfolded and in float64."""
     a = {k: v.astype(np.float64) for k, v in a.items()}

@@ -10,6 +10,7 @@ import click
 
 from edge_infer.errors import KneeOAError
 from edge_infer.formats import FORMAT_NAMES
+from kneeoa_convert.gate import DEFAULT_TARGET
 
 from .common import parse_formats, quiet_tensorflow, require_training_stack
 
@@ -86,8 +87,8 @@ from .common import parse_formats, quiet_tensorflow, require_training_stack
 )
 @click.option("--gate-images", type=click.IntRange(min=20), default=1500, show_default=True,
               help="Training images drawn to fit the input gate.")  # fmt: skip
-@click.option("--gate-false-refusals", "gate_target", type=click.FloatRange(0.001, 0.2), default=0.015,
-              show_default=True, help="Share of --verify knees the input gate may refuse.")  # fmt: skip
+@click.option("--gate-false-refusals", "gate_target", type=click.FloatRange(0.001, 0.2), default=DEFAULT_TARGET,
+              show_default=True, help="Share of --verify knees the input gate may refuse, negatives included.")  # fmt: skip
 @click.option("--calibrate/--no-calibrate", default=True,
               help="Fit each format's temperature and Refer band on --verify (validation knees) [default: on].")  # fmt: skip
 @click.option("--refer-sensitivity", type=click.FloatRange(0.5, 0.999), default=0.90, show_default=True,

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from edge_infer.errors import KneeOAError
+from kneeoa_convert.gate import DEFAULT_TARGET
 
 
 @click.command("gate")
@@ -18,8 +19,8 @@ from edge_infer.errors import KneeOAError
               help="Validation knees (class sub-folders): the thresholds are set on them.")  # fmt: skip
 @click.option("--images", "n_fit", type=click.IntRange(min=50), default=1500, show_default=True,
               help="Training knees drawn (class-balanced) to fit the gate.")  # fmt: skip
-@click.option("--false-refusals", "target", type=click.FloatRange(0.001, 0.2), default=0.015, show_default=True,
-              help="Share of validation knees the gate may refuse.")  # fmt: skip
+@click.option("--false-refusals", "target", type=click.FloatRange(0.001, 0.2), default=DEFAULT_TARGET, show_default=True,
+              help="Share of validation knees the gate may refuse, negatives stored in them included.")  # fmt: skip
 def gate_cmd(model_dir: Path, train_dir: Path, val_dir: Path, n_fit: int, target: float) -> None:
     """Fit the input gate of MODEL_DIR (kneeoa convert does this itself) and record it in its manifest."""
     from kneeoa_convert.gate import fit_gate, record_gate
