@@ -15,14 +15,14 @@ from PIL import Image
 
 from . import selftest as self_test
 from .calibration import IDENTITY, Calibration, calibration_of
-from .decode import check_shape, load_image, pil_to_gray
+from .decode import DecodedImage, check_shape, decode_image, pil_to_gray
 from .errors import ConfigError, InputImageError, InputRefusedError, ModelContractError, RuntimeUnavailableError
 from .formats import FORMATS, MAX_THREADS, Engine
 from .gate import PASSED, GateVerdict, check_image
 from .gradcam import cam_to_image, gradcam_from_features
 from .manifest import Manifest, load_manifest
 from .pipeline import DEFAULT_DEPTH
-from .preprocess import SquarePadding, prepare_gray, square_padding, to_model_input
+from .preprocess import SquarePadding, prepare_gray, square_padding, standardize_with_histogram, to_model_input
 from .runtimes import INSTALL_HINTS, Runtime, device_probabilities, engine_available, open_runtime
 
 if TYPE_CHECKING:
@@ -229,14 +229,21 @@ class Classifier:
         """Decode and preprocess one knee image, without touching the runtime (safe to call from
         another thread while :meth:`infer` runs).
 
+        The intensity contract runs on the file's full-precision levels where it has them
+        (:attr:`DecodedImage.levels`), and the image checks of the gate see the image as the
+        contract made it (for a ``stored`` model: as decoded), with the histogram the contract
+        already counted.
+
         Raises:
             InputImageError: the file or array is not a usable knee image.
         """
-        gray, notes = load_image(image) if isinstance(image, (str, Path)) else (_array_to_gray(image, name), [])
-        small, pad = prepare_gray(gray, self.manifest.preprocess)
-        verdict = check_image(gray) if self.gate_mode != "off" else PASSED
-        gray, pad = display_copy(gray, pad)  # the full-size image is not kept beyond this point
-        return PreparedImage(gray, small, to_model_input(small, self.manifest.preprocess), pad, tuple(notes), verdict)
+        decoded = decode_image(image) if isinstance(image, (str, Path)) else DecodedImage(_array_to_gray(image, name))
+        spec = self.manifest.preprocess
+        contract, histogram = standardize_with_histogram(decoded.gray, spec, decoded.levels)
+        small, pad = prepare_gray(contract, spec.size)
+        verdict = check_image(contract, histogram) if self.gate_mode != "off" else PASSED
+        gray, pad = display_copy(decoded.gray, pad)  # the full-size image is not kept beyond this point
+        return PreparedImage(gray, small, to_model_input(small, spec), pad, decoded.notes, verdict)
 
     def infer(self, prepared: PreparedImage, heatmap: bool = True, source: str = "<array>") -> Prediction:
         """Run the network on an image from :meth:`prepare`; ``heatmap`` also computes Grad-CAM.

@@ -12,6 +12,7 @@ import struct
 import threading
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,24 +26,48 @@ MIN_SIDE = 32
 """Smallest side, in pixels, that can still hold a knee joint."""
 
 
+@dataclass(frozen=True)
+class DecodedImage:
+    """An image file, decoded.
+
+    Attributes:
+        gray: ``(height, width)`` ``uint8`` grey, as displayed: what a ``stored`` contract model
+            takes, and what overlays draw on.
+        levels: The same pixels at the file's own precision, bright meaning dense, when finer
+            than 8 bits and not already windowed: a 16- or 32-bit integer image, a float image,
+            or a DICOM's modality values when it holds no window or VOI LUT (MONOCHROME1
+            negated). ``None`` for 8-bit files and windowed DICOMs, where ``gray`` is all there
+            is. A ``percentile`` contract stretches these (:mod:`edge_infer.intensity`).
+        notes: What was done beyond decoding (e.g. which DICOM frame or window was used).
+    """
+
+    gray: np.ndarray
+    levels: np.ndarray | None = None
+    notes: tuple[str, ...] = ()
+
+
 def load_grayscale(path: str | Path) -> np.ndarray:
     """Read an image file as a 2-D ``uint8`` grayscale array (see :func:`load_image`)."""
-    return load_image(path)[0]
+    return decode_image(path).gray
 
 
 def load_image(path: str | Path) -> tuple[np.ndarray, list[str]]:
-    """Read an image file as 2-D ``uint8`` grey, and notes on anything done beyond decoding.
+    """Read an image file as 2-D ``uint8`` grey, and notes on anything done beyond decoding
+    (:func:`decode_image`, without the full-precision levels)."""
+    decoded = decode_image(path)
+    return decoded.gray, list(decoded.notes)
+
+
+def decode_image(path: str | Path) -> DecodedImage:
+    """Read an image file: 2-D ``uint8`` grey, its full-precision levels when finer, and notes.
 
     The file is read once, bounded (:func:`read_image_bytes`), and decoded from those bytes.
 
     Args:
         path: PNG (8- or 16-bit, grey, RGB, RGBA, palette), JPEG (EXIF orientation honoured),
-            TIFF, BMP, or DICOM (recognised by its ``DICM`` preamble or a ``.dcm`` ending;
-            see :mod:`edge_infer.dicom`). Of a multi-frame file (GIF, TIFF, APNG, DICOM) the
-            first frame is used, and a note says so.
-
-    Returns:
-        ``(height, width)`` ``uint8`` array, and a list of notes (e.g. which DICOM frame was used).
+            TIFF (float and 32-bit integer too), BMP, or DICOM (recognised by its ``DICM``
+            preamble or a ``.dcm`` ending; see :mod:`edge_infer.dicom`). Of a multi-frame file
+            (GIF, TIFF, APNG, DICOM) the first frame is used, and a note says so.
 
     Raises:
         InputImageError: naming the file, when it is missing, a directory, not a regular file,
@@ -51,13 +76,12 @@ def load_image(path: str | Path) -> tuple[np.ndarray, list[str]]:
     """
     p = Path(path)
     data = read_image_bytes(p)
-    notes: list[str] = []
     if looks_like_dicom(p, data[:132]):
-        gray, notes = read_dicom(p, data)
+        gray, levels, notes = read_dicom(p, data)
     else:
-        gray, notes = _read_with_pillow(p, data)
+        gray, levels, notes = _read_with_pillow(p, data)
     check_shape(p, *gray.shape)
-    return gray, notes
+    return DecodedImage(gray, levels, tuple(notes))
 
 
 MAX_FILE_BYTES = 256 * 2**20
@@ -149,7 +173,7 @@ _EXIF_TRANSPOSE = {
 """EXIF orientation → the transposition that displays the image upright (as ``ImageOps.exif_transpose``)."""
 
 
-def _read_with_pillow(p: Path, data: bytes) -> tuple[np.ndarray, list[str]]:
+def _read_with_pillow(p: Path, data: bytes) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     try:
         with _pillow_warnings_handled():
             im = Image.open(io.BytesIO(data))  # header only: format, size and the decompression-bomb check
@@ -158,9 +182,9 @@ def _read_with_pillow(p: Path, data: bytes) -> tuple[np.ndarray, list[str]]:
             frames = getattr(im, "n_frames", 1)
             notes = [f"multi-frame {im.format}: used frame 1 of {frames}"] if frames > 1 else []
             if im.format in _QUIET_DECODE_FORMATS and (im.format != "PNG" or _png_ends_after_image_data(data)):
-                return _decode(im, data), notes
+                return *_decode(im, data), notes
             with _pillow_warnings_handled():
-                return _decode(im, data), notes
+                return *_decode(im, data), notes
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise InputImageError(p, f"image too large ({e})") from None
     except UnidentifiedImageError:
@@ -169,16 +193,18 @@ def _read_with_pillow(p: Path, data: bytes) -> tuple[np.ndarray, list[str]]:
         raise InputImageError(p, f"unreadable or truncated image ({e})") from None
 
 
-def _decode(im: Image.Image, data: bytes) -> np.ndarray:
-    """Decode an opened image to grey, upright by its EXIF orientation (read after decoding, as a
-    PNG may store its ``eXIf`` chunk after the pixels)."""
+def _decode(im: Image.Image, data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode an opened image to grey and its full-precision levels (or ``None``), upright by its
+    EXIF orientation (read after decoding, as a PNG may store its ``eXIf`` chunk after the pixels)."""
     im.load()
     with _pillow_warnings_handled():  # parsing EXIF warns on corrupt tags
         orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
     if (method := _EXIF_TRANSPOSE.get(orientation)) is not None:
         im = im.transpose(method)
     high_bit_png = data.startswith(PNG_SIGNATURE) and im.mode.startswith("I")  # only 16-bit grey uses sBIT
-    return pil_to_gray(im, significant_bits=_png_significant_bits(data) if high_bit_png else None)
+    levels = pil_levels(im)
+    significant_bits = _png_significant_bits(data) if high_bit_png else None
+    return pil_to_gray(im, significant_bits=significant_bits, levels=levels), levels
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -224,21 +250,33 @@ def _png_ends_after_image_data(data: bytes) -> bool:
     return False
 
 
-def pil_to_gray(im: Image.Image, significant_bits: int | None = None) -> np.ndarray:
+HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+"""Pillow modes of integer grey finer than 8 bits."""
+
+
+def pil_levels(im: Image.Image) -> np.ndarray | None:
+    """A 16- or 32-bit integer or float grey image's own levels (native dtype), else ``None``."""
+    if im.mode in HIGH_BIT_MODES or im.mode == "F":
+        return np.asarray(im)
+    return None
+
+
+def pil_to_gray(im: Image.Image, significant_bits: int | None = None, levels: np.ndarray | None = None) -> np.ndarray:
     """Any Pillow image as 2-D ``uint8`` grey; transparency is composited onto black.
 
     16-bit grey is scaled from ``significant_bits`` (a PNG's ``sBIT``) when given; otherwise from
-    the smallest of 8, 12 or 16 bits that holds the image's maximum.
+    the smallest of 8, 12 or 16 bits that holds the image's maximum. ``levels``: the image's
+    :func:`pil_levels`, when already taken.
     """
-    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        arr = np.asarray(im, dtype=np.float64)
+    if im.mode in HIGH_BIT_MODES:
+        arr = np.asarray(im if levels is None else levels, dtype=np.float64)
         if significant_bits and 8 <= significant_bits <= 16 and arr.max() < 2**significant_bits:
             top = 2.0**significant_bits - 1
         else:
             top = next(2.0**b - 1 for b in (8, 12, 16, 32) if arr.max() < 2**b)
         return np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8)
     if im.mode == "F":
-        arr = np.asarray(im, dtype=np.float64)
+        arr = np.asarray(im if levels is None else levels, dtype=np.float64)
         lo, hi = float(arr.min()), float(arr.max())
         scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
         return np.rint(scaled).astype(np.uint8)

@@ -2,7 +2,8 @@
 
 Pipeline (DICOM PS3.3 C.11): decode the first frame → Modality LUT (rescale slope/intercept) →
 VOI (VOI LUT sequence, else window centre/width with its VOI LUT function, else a robust
-0.5–99.5 percentile window) → 0..255 → invert for MONOCHROME1. Compressed transfer syntaxes decode
+0.5–99.5 percentile window) → 0..255 → invert for MONOCHROME1. Without a window the modality
+values are kept too, so a ``percentile`` contract stretches them, not their 8-bit display. Compressed transfer syntaxes decode
 through pydicom's plugins (the ``dicom`` extra installs pylibjpeg with its JPEG, JPEG-LS,
 JPEG 2000 and RLE decoders). Patient and study identifiers are never read into results.
 """
@@ -29,8 +30,12 @@ def looks_like_dicom(path: Path, head: bytes) -> bool:
     return head[128:132] == b"DICM" or path.suffix.lower() in DICOM_SUFFIXES
 
 
-def read_dicom(path: Path, data: bytes | None = None) -> tuple[np.ndarray, list[str]]:
-    """The first frame of a DICOM image as ``uint8`` grey, and notes on what was done.
+def read_dicom(path: Path, data: bytes | None = None) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """The first frame of a DICOM image as ``uint8`` grey, its full-precision levels, and notes.
+
+    The levels are the modality values (MONOCHROME1 negated, so bright means dense) when the
+    file holds no window or VOI LUT; with one, the window defines the display and the levels
+    are ``None``.
 
     Args:
         path: The file (named in errors; read when ``data`` is not given).
@@ -65,14 +70,15 @@ def read_dicom(path: Path, data: bytes | None = None) -> tuple[np.ndarray, list[
         notes.append(f"colour DICOM ({photometric}) converted to grey")
         photometric = "MONOCHROME2"
     try:
-        gray, how = _display_values(np.asarray(frame), ds, pixels)
+        gray, levels, how = _display_values(np.asarray(frame), ds, pixels)
     except Exception as e:  # malformed LUT or window elements: pydicom raises many types
         raise InputImageError(path, f"invalid DICOM modality/VOI LUT or window ({_brief(e)})") from None
     if how:
         notes.append(how)
     if photometric == "MONOCHROME1":
         gray = 255 - gray
-    return gray, notes
+        levels = None if levels is None else -levels
+    return gray, levels, notes
 
 
 def _read_dataset(path: Path, data: bytes, pydicom):
@@ -107,23 +113,24 @@ def _brief(e: BaseException) -> str:
     return f"{type(e).__name__}: {' '.join(str(e).split())[:160]}"
 
 
-def _display_values(arr: np.ndarray, ds, pixels) -> tuple[np.ndarray, str | None]:
-    """Modality LUT, then VOI, then 0..255."""
+def _display_values(arr: np.ndarray, ds, pixels) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    """Modality LUT, then VOI, then 0..255; and the modality values when no VOI was given."""
     values = pixels.apply_modality_lut(arr, ds).astype(np.float64)
     if not np.isfinite(values).all():  # a NaN or infinite rescale slope/intercept: no usable image
         raise ValueError("rescale slope/intercept give non-finite values")
     if "VOILUTSequence" in ds:
         out = pixels.apply_voi(values.astype(np.int64) if values.dtype.kind == "f" else values, ds, index=0)
         bits = int(ds.VOILUTSequence[0].LUTDescriptor[2]) or 16
-        return _to_uint8(out.astype(np.float64) / (2**bits - 1)), None
+        return _to_uint8(out.astype(np.float64) / (2**bits - 1)), None, None
     centre, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
     if centre is not None and width is not None and width > 0:
         function = str(ds.get("VOILUTFunction", "LINEAR")).upper()
-        return _to_uint8(_window(values, centre, width, function)), None
+        return _to_uint8(_window(values, centre, width, function)), None, None
     lo, hi = np.percentile(values, PERCENTILE_WINDOW)
     if hi <= lo:
-        return np.zeros(values.shape, np.uint8), "constant DICOM image"
-    return _to_uint8((values - lo) / (hi - lo)), "no window in the DICOM; used its 0.5-99.5 percentile range"
+        return np.zeros(values.shape, np.uint8), None, "constant DICOM image"
+    note = "no window in the DICOM; used its 0.5-99.5 percentile range"
+    return _to_uint8((values - lo) / (hi - lo)), values, note
 
 
 def _window(x: np.ndarray, centre: float, width: float, function: str) -> np.ndarray:

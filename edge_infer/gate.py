@@ -75,15 +75,21 @@ class GateVerdict:
 PASSED = GateVerdict(True)
 
 
-def check_image(gray: np.ndarray) -> GateVerdict:
-    """The image checks, before any inference: blank, and not one knee by its shape."""
+def check_image(gray: np.ndarray, histogram: np.ndarray | None = None) -> GateVerdict:
+    """The image checks, before any inference: blank, and not one knee by its shape.
+
+    Args:
+        gray: The 2-D ``uint8`` image as the model's intensity contract made it.
+        histogram: ``gray``'s 256-bin grey-level counts, when already counted (the intensity
+            contract counts them, :func:`edge_infer.preprocess.standardize_with_histogram`).
+    """
     h, w = gray.shape
     aspect = max(h, w) / min(h, w)
     if aspect > MAX_ASPECT:
         wide = "wider than tall" if w > h else "taller than wide"
         return GateVerdict(False, "aspect", f"not a single-knee crop: a {w}×{h} image is {aspect:.1f} times {wide}; "
                            "it looks like both knees or a whole film: crop one knee", {"aspect": aspect})  # fmt: skip
-    counts = np.bincount(gray.ravel(), minlength=256)
+    counts = np.bincount(gray.ravel(), minlength=256) if histogram is None else histogram
     cdf = np.cumsum(counts)
     lo, hi = np.searchsorted(cdf, cdf[-1] * 0.005), np.searchsorted(cdf, cdf[-1] * 0.995)
     spread = float(hi - lo)

@@ -3,11 +3,12 @@
 Training (``kneeoa_train``) and every runtime call these same functions, so what the model saw while it
 learned is exactly what it sees on the device. The pipeline is:
 
-1. :func:`edge_infer.decode.load_image`: any supported file (DICOM included) → 2-D ``uint8``
-   array at its own resolution.
+1. :func:`edge_infer.decode.decode_image`: any supported file (DICOM included) → 2-D ``uint8``
+   array at its own resolution, and the file's own levels when finer than 8 bits.
 2. :func:`standardize_intensity`: the manifest's intensity contract (v2 models: the image's own
-   0.5–99.5 percentile range stretched to 0..255), so a knee gets the same input whether it was
-   stored as an 8-bit PNG, a 16-bit PNG or a 12-bit DICOM, with or without a window.
+   0.5–99.5 percentile range stretched to 0..255, on the file's full-precision levels), so a
+   knee gets the same input whether it was stored as an 8-bit PNG, a 16-bit PNG or a 12-bit
+   DICOM, with or without a window.
 3. :func:`pad_to_square`: centre the image on a black square (no anatomy is cropped, no aspect
    distortion); :class:`SquarePadding` records where the original sits, so a heatmap maps back.
 4. :func:`resize_square`: bilinear (antialiased) resize to the model's input size.
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+from .intensity import percentile_stretch
 
 INTENSITY_MODES = ("stored", "percentile")
 """``stored``: grey levels used as decoded (models before v2). ``percentile``: the image's own
@@ -104,26 +107,37 @@ class SquarePadding:
         return max(self.height, self.width)
 
 
-def standardize_intensity(gray: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """Apply the manifest's intensity contract to a 2-D ``uint8`` image.
+def standardize_intensity(gray: np.ndarray, spec: PreprocessSpec, levels: np.ndarray | None = None) -> np.ndarray:
+    """Apply the manifest's intensity contract to a 2-D ``uint8`` image (see
+    :func:`standardize_with_histogram`)."""
+    return standardize_with_histogram(gray, spec, levels)[0]
 
-    ``percentile``: grey level ``lo`` (the lowest level at or below which ``low`` % of the pixels
-    lie) maps to 0 and ``hi`` to 255, linearly, clipped. Computed from a histogram, so it costs
-    one pass over the image. A constant image is returned as it is.
+
+def standardize_with_histogram(
+    gray: np.ndarray, spec: PreprocessSpec, levels: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Apply the manifest's intensity contract; also return the result's grey-level histogram
+    when the contract computed it on the way.
+
+    ``stored``: ``gray`` as it is, and no histogram. ``percentile``: level ``lo`` (the lowest
+    level at or below which ``low`` % of the pixels lie) maps to 0 and ``hi`` to 255, linearly,
+    clipped (:func:`edge_infer.intensity.percentile_stretch`). A constant image is returned as
+    it is.
+
+    Args:
+        gray: The decoded 2-D ``uint8`` image.
+        spec: The manifest's preprocessing.
+        levels: The same pixels at the file's full precision
+            (:attr:`edge_infer.decode.DecodedImage.levels`); ``percentile`` stretches these
+            instead of ``gray``, so nothing is lost to 8-bit quantisation first. ``stored``
+            ignores them.
+
+    Returns:
+        The ``uint8`` image the rest of the pipeline takes, and its 256-bin histogram or ``None``.
     """
     if spec.intensity == "stored":
-        return gray
-    counts = np.bincount(gray.ravel(), minlength=256)
-    cdf = np.cumsum(counts)
-    n = cdf[-1]
-    lo_pct, hi_pct = spec.percentiles
-    lo = int(np.searchsorted(cdf, n * lo_pct / 100.0, side="left"))
-    hi = int(np.searchsorted(cdf, n * hi_pct / 100.0, side="left"))
-    if hi <= lo:
-        return gray
-    levels = np.arange(256, dtype=np.float64)
-    lut = np.clip(np.rint((levels - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
-    return lut[gray]
+        return gray, None
+    return percentile_stretch(gray, spec.percentiles, levels)
 
 
 def pad_to_square(gray: np.ndarray) -> tuple[np.ndarray, SquarePadding]:
@@ -151,11 +165,13 @@ def resize_square(square: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(square).resize((size, size), Image.Resampling.BILINEAR))
 
 
-def prepare_gray(gray: np.ndarray, size: int | PreprocessSpec) -> tuple[np.ndarray, SquarePadding]:
-    """Standardise intensity (when given a spec), pad and resize a grayscale image to the
-    model's square input size (still ``uint8``)."""
+def prepare_gray(
+    gray: np.ndarray, size: int | PreprocessSpec, levels: np.ndarray | None = None
+) -> tuple[np.ndarray, SquarePadding]:
+    """Standardise intensity (when given a spec; from ``levels`` when the decode kept them), pad
+    and resize a grayscale image to the model's square input size (still ``uint8``)."""
     if isinstance(size, PreprocessSpec):
-        gray, size = standardize_intensity(gray, size), size.size
+        gray, size = standardize_intensity(gray, size, levels), size.size
     square, pad = pad_to_square(gray)
     return resize_square(square, size), pad
 
