@@ -242,7 +242,7 @@ class Classifier:
         contract, histogram = standardize_with_histogram(decoded.gray, spec, decoded.levels)
         small, pad = prepare_gray(contract, spec.size)
         verdict = check_image(contract, histogram) if self.gate_mode != "off" else PASSED
-        gray, pad = display_copy(decoded.gray, pad)  # the full-size image is not kept beyond this point
+        gray, pad = display_copy(contract, pad)  # as the model saw it; the full-size image is not kept beyond this point
         return PreparedImage(gray, small, to_model_input(small, spec), pad, decoded.notes, verdict)
 
     def infer(self, prepared: PreparedImage, heatmap: bool = True, source: str = "<array>") -> Prediction:

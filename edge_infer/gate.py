@@ -4,7 +4,7 @@ A screening aid must not give a confident answer to an input it was not made for
 checked before a grade is reported, in numpy, from what one inference already gives:
 
 1. **Image checks**, before inference, on the decoded grey image: a blank or nearly uniform image
-   (its 0.5–99.5 percentile grey-level spread under :data:`MIN_SPREAD` of 255), an aspect ratio
+   (fewer than :data:`MIN_SPREAD` distinct grey levels between its 0.5 and 99.5 percentiles), an aspect ratio
    beyond :data:`MAX_ASPECT` (a bilateral film or a whole cassette, not one knee), and more than
    :data:`MAX_EMPTY` of the image empty black (a knee small in a large field).
 2. **Orientation**: a softmax regression on the pooled feature map (top half and bottom half
@@ -33,8 +33,9 @@ import numpy as np
 
 GATE_FILE = "gate.npz"
 MIN_SPREAD = 16
-"""Grey levels (of 255) between an image's 0.5th and 99.5th percentiles below which it is refused
-as blank. Every training and validation knee of kneeKL224 spans more than 60."""
+"""Distinct grey levels between an image's 0.5th and 99.5th percentiles below which it is refused
+as blank. Counted, not spanned: a v2 model's intensity contract stretches a nearly uniform image
+to the full range, but cannot make new levels. Every kneeKL224 knee holds more than 60."""
 MAX_EMPTY = 0.5
 """Share of near-black pixels (grey level 8 or less) above which an image is refused as a knee
 small in a large field (an uncropped film). kneeKL224 knees: at most 0.22 (train and val)."""
@@ -92,10 +93,10 @@ def check_image(gray: np.ndarray, histogram: np.ndarray | None = None) -> GateVe
     counts = np.bincount(gray.ravel(), minlength=256) if histogram is None else histogram
     cdf = np.cumsum(counts)
     lo, hi = np.searchsorted(cdf, cdf[-1] * 0.005), np.searchsorted(cdf, cdf[-1] * 0.995)
-    spread = float(hi - lo)
+    spread = float(np.count_nonzero(counts[lo : hi + 1]))
     if spread < MIN_SPREAD:
         return GateVerdict(False, "blank", f"not a radiograph: the image is blank or nearly uniform "
-                           f"(grey levels span {spread:.0f} of 255)", {"spread": spread})  # fmt: skip
+                           f"({spread:.0f} distinct grey levels)", {"spread": spread})  # fmt: skip
     empty = float(cdf[8] / cdf[-1])
     if empty > MAX_EMPTY:
         return GateVerdict(False, "field", f"not a single-knee crop: {empty:.0%} of the image is empty black "

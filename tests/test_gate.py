@@ -32,6 +32,22 @@ def test_blank_and_two_knee_shapes_are_refused_before_inference():
     )
 
 
+def test_a_nearly_uniform_image_is_blank_however_its_contrast_was_stretched():
+    """A v2 model's intensity contract stretches any image to the full grey range; the blank
+    check counts distinct levels, which a stretch cannot make, so it refuses faint noise either way."""
+    from edge_infer.preprocess import PreprocessSpec, standardize_intensity
+
+    rng = np.random.default_rng(2)
+    faint = np.clip(128 + rng.normal(0, 2, (224, 224)), 0, 255).astype(np.uint8)
+    stretched = standardize_intensity(faint, PreprocessSpec(size=128, intensity="percentile"))
+    assert np.percentile(stretched, 99.5) - np.percentile(stretched, 0.5) > 200  # spans the range now
+    for image in (faint, stretched):
+        v = check_image(image)
+        assert not v.passed and v.check == "blank" and "distinct grey levels" in v.reason
+    knee = synthetic_knee(2, 128, seed=1)
+    assert check_image(standardize_intensity(knee, PreprocessSpec(size=128, intensity="percentile"))).passed
+
+
 def test_pooling_keeps_top_and_bottom_apart():
     fm = np.zeros((5, 4, 3), np.float32)
     fm[:3] = 1.0  # the middle row of an odd height goes to the top
