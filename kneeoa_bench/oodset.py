@@ -77,6 +77,15 @@ def stored_as_negative(gray: np.ndarray) -> bool:
     return bool(g[:, int(0.3 * w) : int(0.7 * w)].mean() < sides.mean())
 
 
+def source_knees(folder: Path, n: int, seed: int = 7) -> list[Path]:
+    """``n`` knees of a labelled folder (class sub-folders), class-balanced, none stored as a negative."""
+    from edge_infer.folders import balanced_order, scan_class_folders
+
+    ds = scan_class_folders(folder)
+    knees = [ds.paths[i] for i in balanced_order(ds.labels, 2 * n, seed=seed)]
+    return [k for k in knees if not stored_as_negative(load_grayscale(k))][:n]
+
+
 def transformed_knees(knees: list[Path], per_transform: int = 20) -> Iterator[tuple[str, str, np.ndarray]]:
     """``(category, name, image)``: real knee crops turned into the inputs a screening tool
     should refuse."""
@@ -176,12 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--per-transform", type=int, default=20)
     args = parser.parse_args(argv)
-    from edge_infer.folders import balanced_order, scan_class_folders
-
-    ds = scan_class_folders(args.knees)
-    knees = [ds.paths[i] for i in balanced_order(ds.labels, 2 * args.per_transform + 2, seed=7)]
-    knees = [k for k in knees if not stored_as_negative(load_grayscale(k))][: args.per_transform + 1]
-    counts = build(args.out, knees)
+    counts = build(args.out, source_knees(args.knees, args.per_transform + 1))
     print(json.dumps(counts))
 
 
