@@ -241,8 +241,10 @@ class Classifier:
         spec = self.manifest.preprocess
         contract, histogram = standardize_with_histogram(decoded.gray, spec, decoded.levels)
         small, pad = prepare_gray(contract, spec.size)
-        verdict = check_image(contract, histogram) if self.gate_mode != "off" else PASSED
-        gray, pad = display_copy(contract, pad)  # as the model saw it; the full-size image is not kept beyond this point
+        stored = decoded.gray if decoded.levels is not None and contract is not decoded.gray else None
+        verdict = check_image(contract, histogram, stored) if self.gate_mode != "off" else PASSED
+        # shown as the model saw it; the full-size image is not kept beyond this point
+        gray, pad = display_copy(contract, pad)
         return PreparedImage(gray, small, to_model_input(small, spec), pad, decoded.notes, verdict)
 
     def infer(self, prepared: PreparedImage, heatmap: bool = True, source: str = "<array>") -> Prediction:

@@ -187,10 +187,16 @@ def _read_with_pillow(p: Path, data: bytes) -> tuple[np.ndarray, np.ndarray | No
                 return *_decode(im, data), notes
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise InputImageError(p, f"image too large ({e})") from None
+    except NonFinitePixels as e:
+        raise InputImageError(p, str(e)) from None
     except UnidentifiedImageError:
         raise InputImageError(p, "not an image Pillow can read (unknown or corrupt format)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise InputImageError(p, f"unreadable or truncated image ({e})") from None
+
+
+class NonFinitePixels(Exception):
+    """A float image with NaN or infinite values: no grey level can stand for them."""
 
 
 def _decode(im: Image.Image, data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
@@ -203,6 +209,8 @@ def _decode(im: Image.Image, data: bytes) -> tuple[np.ndarray, np.ndarray | None
         im = im.transpose(method)
     high_bit_png = data.startswith(PNG_SIGNATURE) and im.mode.startswith("I")  # only 16-bit grey uses sBIT
     levels = pil_levels(im)
+    if levels is not None and levels.dtype.kind == "f" and not np.isfinite(levels).all():
+        raise NonFinitePixels(f"the image holds {int((~np.isfinite(levels)).sum())} NaN or infinite pixel values")
     significant_bits = _png_significant_bits(data) if high_bit_png else None
     return pil_to_gray(im, significant_bits=significant_bits, levels=levels), levels
 

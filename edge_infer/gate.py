@@ -36,6 +36,10 @@ MIN_SPREAD = 16
 """Distinct grey levels between an image's 0.5th and 99.5th percentiles below which it is refused
 as blank. Counted, not spanned: a v2 model's intensity contract stretches a nearly uniform image
 to the full range, but cannot make new levels. Every kneeKL224 knee holds more than 60."""
+MIN_STORED_SPAN = 4
+"""For a file with finer levels than 8 bits (16-bit, DICOM): grey levels of 255 that its 8-bit
+decode must span between the 0.5th and 99.5th percentiles. Below that it is flat as stored, however
+many levels its noise makes when stretched; a knee in a narrow 16-bit band (30000-34000) spans 16."""
 MAX_EMPTY = 0.5
 """Share of near-black pixels (grey level 8 or less) above which an image is refused as a knee
 small in a large field (an uncropped film). kneeKL224 knees: at most 0.22 (train and val)."""
@@ -76,13 +80,15 @@ class GateVerdict:
 PASSED = GateVerdict(True)
 
 
-def check_image(gray: np.ndarray, histogram: np.ndarray | None = None) -> GateVerdict:
+def check_image(gray: np.ndarray, histogram: np.ndarray | None = None, stored: np.ndarray | None = None) -> GateVerdict:
     """The image checks, before any inference: blank, and not one knee by its shape.
 
     Args:
         gray: The 2-D ``uint8`` image as the model's intensity contract made it.
         histogram: ``gray``'s 256-bin grey-level counts, when already counted (the intensity
             contract counts them, :func:`edge_infer.preprocess.standardize_with_histogram`).
+        stored: The 8-bit decode, when the contract stretched a file's finer levels instead:
+            a 16-bit flat field with sensor noise stretches to many levels, but is flat as stored.
     """
     h, w = gray.shape
     aspect = max(h, w) / min(h, w)
@@ -91,18 +97,28 @@ def check_image(gray: np.ndarray, histogram: np.ndarray | None = None) -> GateVe
         return GateVerdict(False, "aspect", f"not a single-knee crop: a {w}×{h} image is {aspect:.1f} times {wide}; "
                            "it looks like both knees or a whole film: crop one knee", {"aspect": aspect})  # fmt: skip
     counts = np.bincount(gray.ravel(), minlength=256) if histogram is None else histogram
-    cdf = np.cumsum(counts)
-    lo, hi = np.searchsorted(cdf, cdf[-1] * 0.005), np.searchsorted(cdf, cdf[-1] * 0.995)
+    lo, hi, cdf = _percentile_levels(counts)
     spread = float(np.count_nonzero(counts[lo : hi + 1]))
     if spread < MIN_SPREAD:
-        return GateVerdict(False, "blank", f"not a radiograph: the image is blank or nearly uniform "
-                           f"({spread:.0f} distinct grey levels)", {"spread": spread})  # fmt: skip
+        return GateVerdict(False, "blank", "not a usable radiograph: blank, nearly uniform or posterised (only "
+                           f"{spread:.0f} distinct grey levels between its 0.5 and 99.5 percentiles)", {"spread": spread})  # fmt: skip
+    if stored is not None:
+        stored_lo, stored_hi, _ = _percentile_levels(np.bincount(stored.ravel(), minlength=256))
+        if stored_hi - stored_lo < MIN_STORED_SPAN:
+            return GateVerdict(False, "blank", "not a usable radiograph: blank or nearly uniform (as stored, its grey "
+                               f"levels span {stored_hi - stored_lo} of 255)", {"spread": float(stored_hi - stored_lo)})  # fmt: skip
     empty = float(cdf[8] / cdf[-1])
     if empty > MAX_EMPTY:
         return GateVerdict(False, "field", f"not a single-knee crop: {empty:.0%} of the image is empty black "
                            "background; it looks like a whole film or a knee small in a large field: crop one knee",
                            {"empty": empty})  # fmt: skip
     return PASSED
+
+
+def _percentile_levels(counts: np.ndarray) -> tuple[int, int, np.ndarray]:
+    """The grey levels at the 0.5th and 99.5th percentiles of a histogram, and its cumulative counts."""
+    cdf = np.cumsum(counts)
+    return int(np.searchsorted(cdf, cdf[-1] * 0.005)), int(np.searchsorted(cdf, cdf[-1] * 0.995)), cdf
 
 
 def pooled_features(feature_map: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from PIL import Image
 
 from edge_infer.classifier import Classifier, default_model_dir
 from edge_infer.decode import decode_image
+from edge_infer.errors import InputImageError
 from edge_infer.gate import check_image
 from edge_infer.manifest import load_manifest
 from edge_infer.preprocess import PreprocessSpec, prepare_gray, standardize_with_histogram
@@ -98,6 +99,29 @@ def test_a_blank_16_bit_image_is_left_as_it_is_and_refused():
     assert check_image(contract, histogram).check == "blank"
 
 
+def test_a_16_bit_flat_field_with_sensor_noise_is_blank_though_its_stretch_is_not(model_dir, tmp_path):
+    """Stretched, noise on a flat 16-bit field makes many grey levels; as stored it is flat."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "flat16.png"
+    Image.fromarray(np.clip(30000 + rng.normal(0, 20, (128, 128)), 0, 65535).astype(np.uint16)).save(path)
+    decoded = decode_image(path)
+    contract, histogram = standardize_with_histogram(decoded.gray, PERCENTILE, decoded.levels)
+    assert check_image(contract, histogram).passed  # the stretched image alone looks like contrast
+    with Classifier(model_dir) as clf:
+        verdict = clf.prepare(path).verdict
+    assert verdict.check == "blank" and "as stored" in verdict.reason
+
+
+def test_a_float_image_with_nan_or_inf_is_an_error_naming_it(tmp_path):
+    ramp = np.linspace(0, 1, 96 * 96, dtype=np.float32).reshape(96, 96)
+    for bad in (np.nan, np.inf):
+        img = ramp.copy()
+        img[3, 3] = bad
+        Image.fromarray(img).save(tmp_path / "bad.tif")
+        with pytest.raises(InputImageError, match=r"bad\.tif: the image holds 1 NaN or infinite pixel values"):
+            decode_image(tmp_path / "bad.tif")
+
+
 def _image_sized_bincounts(monkeypatch, classifier: Classifier, path: Path) -> int:
     calls = []
     bincount = np.bincount
@@ -116,7 +140,8 @@ def test_one_histogram_per_image_for_the_contract_and_the_gate(model_dir, forms,
     with Classifier(model_dir) as clf:
         assert clf.manifest.preprocess.intensity == "percentile"
         assert _image_sized_bincounts(monkeypatch, clf, forms["png8"]) == 1
-        assert _image_sized_bincounts(monkeypatch, clf, forms["png16_narrow"]) == 1
+        # a finer file: one count of its levels for the contract, one of its 8-bit decode for flatness
+        assert _image_sized_bincounts(monkeypatch, clf, forms["png16_narrow"]) == 2
 
 
 def _same_answers_through_classifier(model: Path, forms: dict[str, Path]) -> None:
