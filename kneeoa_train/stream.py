@@ -80,6 +80,14 @@ def parse_record(serialized, size: int | None = None, with_ids: bool = False):
     return (image, ex["label"], ex["group"], ex["file"]) if with_ids else (image, ex["label"])
 
 
+INTERLEAVE_FILES = 4
+"""Shard files read at once, by a fixed number of threads through fixed read buffers, so memory
+does not follow the number of shards (it did with ``min(files, 8)`` autotuned readers); the
+shuffle buffer mixes what the interleave does not, and ``prepare`` mixes classes in every shard."""
+READ_THREADS = 2
+READ_BUFFER = 256 << 10
+
+
 def _one_pass(files, cfg: TrainConfig, epoch):
     """Pass ``epoch`` over the records: the shard files in an order drawn from ``(seed, epoch)``
     (stateless, so every iterator draws the same), read interleaved, then a seeded shuffle buffer."""
@@ -88,10 +96,10 @@ def _one_pass(files, cfg: TrainConfig, epoch):
     seed = tf.stack([tf.constant(cfg.seed, tf.int64), tf.cast(epoch, tf.int64)])
     order = tf.random.experimental.stateless_shuffle(files, seed=seed)
     ds = tf.data.Dataset.from_tensor_slices(order).interleave(
-        lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 20),
-        cycle_length=min(int(files.shape[0]), 8),
+        lambda f: tf.data.TFRecordDataset(f, buffer_size=READ_BUFFER),
+        cycle_length=INTERLEAVE_FILES,
         block_length=1,
-        num_parallel_calls=tf.data.AUTOTUNE,
+        num_parallel_calls=READ_THREADS,
         deterministic=True,  # the same seed gives the same order: runs and tests are reproducible
     )
     return ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=False)

@@ -25,6 +25,7 @@ from edge_infer.screening import Screening
 from .config import CONFIG_FILE, MODEL_FILE, TrainConfig, with_legacy_values
 from .data import class_weights_from_counts
 from .errors import TrainSetupError
+from .memory import cap_malloc_arenas
 from .model import build_model
 from .precision import keras_policy, resolve_precision
 from .sources import DataSource, open_source
@@ -118,6 +119,7 @@ def train(cfg: TrainConfig) -> Path:
     Returns:
         Path of the best checkpoint (``out_dir/model.keras``).
     """
+    cap_malloc_arenas()  # before TensorFlow starts its threads (kneeoa_train.memory)
     import keras
 
     strategy, info = make_strategy(cfg.strategy)  # first: multi-worker must start before other TF work
