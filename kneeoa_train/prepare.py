@@ -79,17 +79,20 @@ def prepare_command(data: str | Path, out: str | Path, opts: PrepareOptions) -> 
     return " ".join(parts)
 
 
+LATE = "appeared while prepare ran; not written"
 SHUFFLE_WINDOW = 4096
 """Images held at once to shuffle the order they are written in (a few hundred bytes each)."""
 
 
-def interleaved_items(plan: DatasetPlan, ids: GroupIds, seed: int, note: Callable[[str], None]) -> Iterator[Item]:
+def interleaved_items(
+    plan: DatasetPlan, ids: GroupIds, seed: int, refuse: Callable[[Path, str], None]
+) -> Iterator[Item]:
     """The second walk: every usable image once, as an :class:`Item`, in a seeded order.
 
     Per split folder, the class folders are walked side by side and each next image is drawn from
     a class with probability proportional to the images it has left (so classes are mixed through
     every shard), then passed through a shuffle window of :data:`SHUFFLE_WINDOW` images. An image
-    whose patient the first walk did not see (added in between) is refused through ``note``.
+    the first walk did not count (added in between) is passed to ``refuse(path, problem)``.
     """
     rng = np.random.default_rng(seed)
     window: list[Item] = []
@@ -105,7 +108,7 @@ def interleaved_items(plan: DatasetPlan, ids: GroupIds, seed: int, note: Callabl
             left[label] -= 1
             code = plan.table.code_of(group_key(group, seed))
             if code < 0:
-                note(f"{path}: appeared while prepare ran; not written")
+                refuse(path, LATE)
                 continue
             item = Item(path, path.relative_to(plan.data).as_posix(), SPLIT_NAMES[code], label, group)
             if len(window) < SHUFFLE_WINDOW:
@@ -114,6 +117,9 @@ def interleaved_items(plan: DatasetPlan, ids: GroupIds, seed: int, note: Callabl
             j = int(rng.integers(len(window)))
             window[j], item = item, window[j]
             yield item
+        for walk in walks:  # more images than the first walk counted
+            for path, _ in walk:
+                refuse(path, LATE)
     rng.shuffle(window)
     yield from window
 
@@ -276,9 +282,15 @@ def prepare(data: str | Path, out: str | Path, opts: PrepareOptions, report) -> 
     spec = PreprocessSpec(size=opts.size, intensity=opts.intensity)
     plan = plan_dataset(data, ids, opts.fractions, opts.seed, report.note)
     report.start(plan.total)
-    items = interleaved_items(plan, ids, opts.seed, report.note)
+    late: list[dict] = []
+
+    def refuse_late(path: Path, problem: str) -> None:
+        late.append({"file": str(path), "problem": problem})
+        report.note(f"{path}: {problem}")
+
+    items = interleaved_items(plan, ids, opts.seed, refuse_late)
     splits, refused = write_all(plan, items, out, spec, opts, report)
-    refused = plan.refused + refused
+    refused = plan.refused + late + refused
     folders, mode = plan.folders, plan.mode
     manifest = _manifest(data, out, opts, spec, folders, ids, mode, splits, refused)
     manifest["seconds"] = round(time.perf_counter() - t0, 1)

@@ -263,3 +263,19 @@ def test_the_stream_reads_a_fixed_number_of_shards_at_once(tmp_path):
     stream = _records(files, TrainConfig("a", "b", "c", shuffle_buffer=1), training=True)
     first = [shard_of[parse_record(r, with_ids=True)[3].numpy().decode()] for r in stream.take(2 * INTERLEAVE_FILES)]
     assert len(set(first)) == INTERLEAVE_FILES and first[:INTERLEAVE_FILES] == first[INTERLEAVE_FILES:]
+
+
+def test_images_added_between_the_two_walks_are_refused_not_lost(tmp_path):
+    from kneeoa_train.plan import plan_dataset
+    from kneeoa_train.prepare import interleaved_items
+
+    data = write_patients(tmp_path / "d", patients=6)
+    plan = plan_dataset(data, GroupIds(), (0.5, 0.5, 0.0), 0, lambda line: None)
+    for name in ("9000001L_2.png", "9999999L.png"):  # a known patient's new visit, a new patient
+        Image.fromarray(synthetic_knee(1, 40)).save(data / "1" / name)
+    refused = []
+    items = list(interleaved_items(plan, GroupIds(), 0, lambda path, why: refused.append((path, why))))
+    assert len(items) == plan.total == 12 and len(refused) == 2
+    assert (data / "1" / "9999999L.png", "appeared while prepare ran; not written") in refused
+    on_disk = sorted(p.relative_to(data).as_posix() for p in data.rglob("*.png"))
+    assert sorted([it.rel for it in items] + [p.relative_to(data).as_posix() for p, _ in refused]) == on_disk
