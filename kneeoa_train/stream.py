@@ -114,7 +114,7 @@ def _records(files: list[str], cfg: TrainConfig, training: bool, workers: int = 
         workers: Workers training together (chooses :func:`shard_policy`).
         skip: Records of this worker's stream already trained on (a resumed run): the stream
             starts after them, where the interrupted run stopped. They are read and dropped
-            undecoded, which costs about a thousandth of the time training on them took.
+            undecoded: far cheaper than training on them, but in proportion to how far the run got.
     """
     import tensorflow as tf
 
