@@ -8,7 +8,12 @@ class folders, keep the user's split, and are refused if one patient id appears 
 
 Scanning, splitting and the manifest need no TensorFlow; only writing TFRecords imports it, which
 is why this lives in ``kneeoa_train`` (the one consumer of shards is training, which needs it).
-Memory stays flat: images are decoded and written ``chunk`` at a time.
+
+Memory stays flat in the dataset's size: the dataset is walked twice and never listed. The first
+walk (:mod:`kneeoa_train.plan`) counts images per class folder and splits the patients (9 bytes
+each); the second walks the class folders side by side, drawing from each in proportion to what it
+has left, so every shard holds every class, through a bounded shuffle buffer, and images are
+decoded and written ``chunk`` at a time.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,13 +30,14 @@ import numpy as np
 
 from edge_infer.decode import load_grayscale
 from edge_infer.errors import DatasetError, InputImageError, failure_message
-from edge_infer.finding import find_images
 from edge_infer.labels import classes_from_folders
 from edge_infer.manifest import sha256_file
 from edge_infer.preprocess import PreprocessSpec, prepare_gray
 
+from .memory import cap_malloc_arenas
+from .plan import DatasetPlan, Item, labelled_images, plan_dataset
 from .shardset import FORMAT, MANIFEST_FILE, RECORD_FIELDS
-from .splits import DEFAULT_FRACTIONS, DEFAULT_ID_PATTERN, SPLIT_NAMES, GroupIds, check_no_leak, split_by_group
+from .splits import DEFAULT_FRACTIONS, DEFAULT_ID_PATTERN, SPLIT_NAMES, GroupIds, group_key
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +67,6 @@ class PrepareOptions:
     workers: int = 4
 
 
-@dataclass(frozen=True)
-class Item:
-    """One image to write: where it is, which split, class and patient it belongs to."""
-
-    path: Path
-    rel: str
-    split: str
-    label: int
-    group: str
-
-
 def prepare_command(data: str | Path, out: str | Path, opts: PrepareOptions) -> str:
     """The ``kneeoa prepare`` command line that reproduces a shard folder (options not at their defaults)."""
     parts = ["kneeoa prepare", str(data), "--out", str(out)]
@@ -84,66 +79,49 @@ def prepare_command(data: str | Path, out: str | Path, opts: PrepareOptions) -> 
     return " ".join(parts)
 
 
-def _given_splits(data: Path) -> dict[str, Path]:
-    return {s: data / s for s in SPLIT_NAMES if (data / s).is_dir()}
+LATE = "appeared while prepare ran; not written"
+SHUFFLE_WINDOW = 4096
+"""Images held at once to shuffle the order they are written in (a few hundred bytes each)."""
 
 
-def _class_folders(root: Path) -> list[str]:
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+def interleaved_items(
+    plan: DatasetPlan, ids: GroupIds, seed: int, refuse: Callable[[Path, str], None]
+) -> Iterator[Item]:
+    """The second walk: every usable image once, as an :class:`Item`, in a seeded order.
 
-
-def scan(data: Path, ids: GroupIds, opts: PrepareOptions, refuse: Callable[[str], None]):
-    """List the images to write, with split, class and patient id.
-
-    Returns:
-        ``(items, refused, folders, split_mode)``; ``refused`` holds ``{file, problem}`` for each
-        path that cannot be searched or has no patient id.
-
-    Raises:
-        DatasetError: no dataset, fewer than two classes, differing class folders, or a leaking split.
+    Per split folder, the class folders are walked side by side and each next image is drawn from
+    a class with probability proportional to the images it has left (so classes are mixed through
+    every shard), then passed through a shuffle window of :data:`SHUFFLE_WINDOW` images. An image
+    the first walk did not count (added in between) is passed to ``refuse(path, problem)``.
     """
-    if not data.is_dir():
-        raise DatasetError(f"{data}: dataset folder not found")
-    given = _given_splits(data)
-    roots = given if {"train", "val"} <= set(given) else {"": data}
-    folders = _class_folders(next(iter(roots.values())))
-    if len(folders) < 2:
-        raise DatasetError(f"{data}: expected class sub-folders (two or more), found {folders}")
-    found, refused = [], []
-    for split, root in roots.items():
-        if _class_folders(root) != folders:
-            raise DatasetError(f"{root}: class folders {_class_folders(root)} differ from {folders}")
-        for label, name in enumerate(folders):
-            for entry in find_images(root / name):
-                if isinstance(entry, InputImageError):
-                    refused.append({"file": entry.path, "problem": entry.problem})
-                    refuse(str(entry))
-                    continue
-                group = ids.group_of(entry, data)
-                if group is None:
-                    problem = f"no patient/group id ({_id_source(ids)})"
-                    refused.append({"file": str(entry), "problem": problem})
-                    refuse(f"{entry}: {problem}")
-                    continue
-                found.append((entry, split, label, group))
-    if not found:
-        raise DatasetError(f"{data}: no images with a patient/group id in the class folders")
-    if "" in roots:
-        splits = split_by_group([f[3] for f in found], opts.fractions, opts.seed).assignment
-        mode = {"mode": "by patient/group id", "fractions": list(opts.fractions), "seed": opts.seed}
-    else:
-        splits = [f[1] for f in found]
-        check_no_leak([f[3] for f in found], splits)
-        mode = {"mode": "as given (folders " + ", ".join(roots) + "), checked for shared ids"}
-    items = [
-        Item(p, p.relative_to(data).as_posix(), s, label, group)
-        for (p, _, label, group), s in zip(found, splits, strict=True)
-    ]
-    return items, refused, folders, mode
-
-
-def _id_source(ids: GroupIds) -> str:
-    return f"not in {ids.csv_file}" if ids.csv_file else f"--id-pattern {ids.pattern!r} does not match"
+    rng = np.random.default_rng(seed)
+    window: list[Item] = []
+    for split, root in plan.roots.items():
+        walks = [labelled_images(root / name, label, plan.data, ids, None) for label, name in enumerate(plan.folders)]
+        left = np.asarray([plan.sizes[(split, label)] for label in range(len(walks))], np.float64)
+        while left.sum() > 0:
+            label = int(np.searchsorted(np.cumsum(left), rng.random() * left.sum(), side="right"))
+            path, group = next(walks[label], (None, None))
+            if path is None:  # fewer images than the first walk counted (removed in between)
+                left[label] = 0
+                continue
+            left[label] -= 1
+            code = plan.table.code_of(group_key(group, seed))
+            if code < 0:
+                refuse(path, LATE)
+                continue
+            item = Item(path, path.relative_to(plan.data).as_posix(), SPLIT_NAMES[code], label, group)
+            if len(window) < SHUFFLE_WINDOW:
+                window.append(item)
+                continue
+            j = int(rng.integers(len(window)))
+            window[j], item = item, window[j]
+            yield item
+        for walk in walks:  # more images than the first walk counted
+            for path, _ in walk:
+                refuse(path, LATE)
+    rng.shuffle(window)
+    yield from window
 
 
 def _example(image: np.ndarray, item: Item):
@@ -200,37 +178,62 @@ def _load(item: Item, spec: PreprocessSpec) -> np.ndarray | InputImageError:
         return e
 
 
-def write_split(items: list[Item], out: Path, split: str, spec: PreprocessSpec, opts: PrepareOptions, report) -> tuple:
-    """Decode, preprocess and write one split, ``chunk`` images at a time.
+class _SplitTally:
+    """Per split, as it is written: images per class, and which patients got at least one image."""
+
+    def __init__(self, plan: DatasetPlan, seed: int):
+        self.plan, self.seed = plan, seed
+        self.counts = {s: np.zeros(len(plan.folders), np.int64) for s in SPLIT_NAMES}
+        self.has_image = np.zeros(len(plan.table.keys), bool)
+
+    def add(self, item: Item) -> None:
+        self.counts[item.split][item.label] += 1
+        self.has_image[self.plan.table.index_of(group_key(item.group, self.seed))] = True
+
+    def summary(self, split: str) -> dict:
+        code = SPLIT_NAMES.index(split)
+        return {
+            "images": int(self.counts[split].sum()),
+            "groups": int(np.count_nonzero(self.has_image & (self.plan.table.codes == code))),
+            "counts": self.counts[split].tolist(),
+        }
+
+
+def _chunks(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
+    chunk: list[Item] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def write_all(plan: DatasetPlan, items: Iterator[Item], out: Path, spec: PreprocessSpec, opts: PrepareOptions, report):
+    """Decode, preprocess and write every item to its split's shards, ``chunk`` images at a time.
 
     Returns:
-        ``(shards, written_items, refused)``.
+        ``({split: summary with shards}, refused)``.
     """
-    writer = _ShardWriter(out, split, opts.shard_size)
-    written, refused = [], []
-    chunk = max(64, opts.workers * 32)
+    writers = {s: _ShardWriter(out, s, opts.shard_size) for s in SPLIT_NAMES}
+    tally, refused = _SplitTally(plan, opts.seed), []
     with ThreadPoolExecutor(opts.workers) as pool:
-        for start in range(0, len(items), chunk):
-            part = items[start : start + chunk]
+        for part in _chunks(items, max(64, opts.workers * 32)):
             for item, image in zip(part, pool.map(lambda it: _load(it, spec), part), strict=True):
                 if isinstance(image, InputImageError):
                     refused.append({"file": image.path, "problem": image.problem})
                     report.note(failure_message(item.path, image))
                 else:
-                    writer.write(_example(image, item))
-                    written.append(item)
+                    writers[item.split].write(_example(image, item))
+                    tally.add(item)
             report.advance(len(part))
-    writer.close()
-    return writer.shards, written, refused
-
-
-def _summary(items: list[Item], n_classes: int) -> dict:
-    labels = np.asarray([it.label for it in items], np.int64)
-    return {
-        "images": len(items),
-        "groups": len({it.group for it in items}),
-        "counts": np.bincount(labels, minlength=n_classes).tolist(),
-    }
+    splits = {}
+    for split, writer in writers.items():
+        writer.close()
+        if writer.shards:
+            splits[split] = {**tally.summary(split), "shards": writer.shards}
+    return splits, refused
 
 
 def _manifest(data: Path, out: Path, opts: PrepareOptions, spec, folders, ids, mode, splits, refused) -> dict:
@@ -268,26 +271,27 @@ def prepare(data: str | Path, out: str | Path, opts: PrepareOptions, report) -> 
         The manifest.
 
     Raises:
-        DatasetError: see :func:`scan`; also an ``out`` that already holds shards.
+        DatasetError: see :func:`kneeoa_train.plan.plan_dataset`; also an ``out`` that already holds shards.
     """
     data, out = Path(data), Path(out)
     if (out / MANIFEST_FILE).exists() or any((out / s).exists() for s in SPLIT_NAMES):
         raise DatasetError(f"{out}: already holds shards; choose another --out")
     t0 = time.perf_counter()
+    cap_malloc_arenas()
     ids = GroupIds(opts.id_pattern, opts.ids_csv)
     spec = PreprocessSpec(size=opts.size, intensity=opts.intensity)
-    items, refused, folders, mode = scan(data, ids, opts, report.note)
-    report.start(len(items))
-    rng = np.random.default_rng(opts.seed)
-    splits = {}
-    order = rng.permutation(len(items))  # classes mixed in every shard
-    for split in SPLIT_NAMES:
-        mine = [items[i] for i in order if items[i].split == split]
-        if not mine:
-            continue
-        shards, written, bad = write_split(mine, out, split, spec, opts, report)
-        refused += bad
-        splits[split] = {**_summary(written, len(folders)), "shards": shards}
+    plan = plan_dataset(data, ids, opts.fractions, opts.seed, report.note)
+    report.start(plan.total)
+    late: list[dict] = []
+
+    def refuse_late(path: Path, problem: str) -> None:
+        late.append({"file": str(path), "problem": problem})
+        report.note(f"{path}: {problem}")
+
+    items = interleaved_items(plan, ids, opts.seed, refuse_late)
+    splits, refused = write_all(plan, items, out, spec, opts, report)
+    refused = plan.refused + late + refused
+    folders, mode = plan.folders, plan.mode
     manifest = _manifest(data, out, opts, spec, folders, ids, mode, splits, refused)
     manifest["seconds"] = round(time.perf_counter() - t0, 1)
     out.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from edge_infer.preprocess import PreprocessSpec, to_model_input
 from .config import TrainConfig
 from .errors import TrainSetupError
 from .shardset import ShardSet, is_shard_folder, read_shard_set
-from .stream import memory_dataset, shard_dataset, shard_images, shard_labels
+from .stream import memory_dataset, shard_dataset, shard_images, shard_labels, shard_policy
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +50,30 @@ class DataSource:
     def n_train(self) -> int:
         return int(sum(self.counts["train"]))
 
-    def train_dataset(self, targets: np.ndarray, class_w: np.ndarray, cfg: TrainConfig):
-        """Shuffled, augmented ``(image, target, weight)`` batches of the training split."""
+    def train_dataset(
+        self, targets: np.ndarray, class_w: np.ndarray, cfg: TrainConfig, workers: int = 1, skip: int = 0
+    ):
+        """Shuffled, augmented ``(image, target, weight)`` batches of the training split.
+
+        Args:
+            workers: Workers training together (shards: how they are split, :meth:`sharding`).
+            skip: Records of this worker's stream already trained on (shards; folders start over).
+        """
         if self._shards:
-            return shard_dataset(self._shards[0].files("train"), self.spec, targets, class_w, cfg, training=True)
+            files = self._shards[0].files("train")
+            return shard_dataset(files, self.spec, targets, class_w, cfg, training=True, workers=workers, skip=skip)
         x, y = self._loaded("train")
         return memory_dataset(x, y, class_w[y], targets, cfg, training=True)
+
+    def sharding(self, workers: int) -> dict:
+        """How the training data is split between ``workers`` (what ``config.json`` records):
+        tf.data's ``FILE`` or ``DATA`` auto-sharding policy, ``None`` for a single worker."""
+        if workers < 2:
+            return {"policy": None, "workers": workers}
+        if not self._shards:  # in-memory tensors have no files: tf.data falls back to DATA
+            return {"policy": "DATA", "workers": workers, "files": None}
+        n = len(self._shards[0].split("train")["shards"])
+        return {"policy": shard_policy(n, workers), "workers": workers, "files": n}
 
     def val_labels(self) -> np.ndarray:
         if self._shards:

@@ -111,31 +111,87 @@ class SplitPlan:
         return dict(Counter(self.assignment))
 
 
-def _rank(group: str, seed: int) -> str:
-    """A stable pseudo-random order of ids: the same id lands in the same split whatever else is in
-    the dataset and in whatever order the files were listed."""
-    return hashlib.sha256(f"{seed}:{group}".encode()).hexdigest()
+def group_key(group: str, seed: int) -> int:
+    """A patient id as a 64-bit key: the first 8 bytes of ``sha256(f"{seed}:{group}")``.
+
+    Sorting keys gives a stable pseudo-random order of ids: the same id lands in the same split
+    whatever else is in the dataset and in whatever order the files were listed. A dataset needs
+    8 bytes per image while it is scanned and 9 per patient after (instead of the id strings);
+    two ids sharing a key (odds about n²/2⁶⁵) would only share a split, never leak.
+    """
+    return int.from_bytes(hashlib.sha256(f"{seed}:{group}".encode()).digest()[:8], "big")
+
+
+@dataclass(frozen=True)
+class SplitTable:
+    """The split of every patient, compactly: ``keys`` (sorted ``uint64`` :func:`group_key`) and
+    ``codes`` (index into :data:`SPLIT_NAMES`) side by side."""
+
+    keys: np.ndarray
+    codes: np.ndarray
+
+    def code_of(self, key: int) -> int:
+        """The split code of ``key``, or ``-1`` for a patient the table does not hold."""
+        i = int(np.searchsorted(self.keys, np.uint64(key)))
+        return int(self.codes[i]) if i < len(self.keys) and int(self.keys[i]) == key else -1
+
+    def index_of(self, key: int) -> int:
+        return int(np.searchsorted(self.keys, np.uint64(key)))
+
+    def groups(self) -> dict[str, int]:
+        """Patients per split."""
+        return {s: int(n) for s, n in zip(SPLIT_NAMES, np.bincount(self.codes, minlength=3), strict=True) if n}
+
+
+def table_by_size(image_keys: np.ndarray, fractions=DEFAULT_FRACTIONS) -> SplitTable:
+    """Assign whole patients to train/val/test so image counts come close to ``fractions``.
+
+    Patients are taken in key order (seeded hash order), and each goes to the split that is
+    furthest below its share of the images so far, so a big patient never pushes a split far past
+    its target. Memory: the keys of the images (8 bytes each), then 9 bytes per patient.
+    """
+    keys, sizes = np.unique(np.asarray(image_keys, np.uint64), return_counts=True)
+    total = int(sizes.sum())
+    filled = np.zeros(3)
+    target = np.asarray(fractions, np.float64)
+    open_splits = [i for i in range(3) if target[i] > 0]
+    codes = np.empty(len(keys), np.uint8)
+    for i, size in enumerate(sizes.tolist()):
+        split = min(open_splits, key=lambda s: (filled[s] / total - target[s], s))
+        codes[i] = split
+        filled[split] += size
+    return SplitTable(keys, codes)
+
+
+def table_as_given(image_keys: np.ndarray, image_codes: np.ndarray) -> tuple[SplitTable, np.ndarray]:
+    """The table of a split the user made (folders), and the keys found in more than one split.
+
+    Returns:
+        ``(table, leaking_keys)``; the table is only meaningful when ``leaking_keys`` is empty.
+    """
+    order = np.lexsort((np.asarray(image_codes), np.asarray(image_keys, np.uint64)))
+    keys, codes = np.asarray(image_keys, np.uint64)[order], np.asarray(image_codes, np.uint8)[order]
+    first = np.r_[True, keys[1:] != keys[:-1]]
+    mixed = np.r_[False, (keys[1:] == keys[:-1]) & (codes[1:] != codes[:-1])]
+    return SplitTable(keys[first], codes[first]), np.unique(keys[mixed])
 
 
 def split_by_group(groups: list[str], fractions=DEFAULT_FRACTIONS, seed: int = 0) -> SplitPlan:
-    """Assign whole groups to train/val/test so image counts come close to ``fractions``.
-
-    Groups are taken in a seeded hash order, and each goes to the split that is furthest below its
-    share of the images so far, so a big patient never pushes a split far past its target.
-    """
-    sizes = Counter(groups)
-    total = len(groups)
-    filled = dict.fromkeys(SPLIT_NAMES, 0)
-    target = dict(zip(SPLIT_NAMES, fractions, strict=True))
-    where: dict[str, str] = {}
-    for group in sorted(sizes, key=lambda g: _rank(g, seed)):
-        open_splits = [s for s in SPLIT_NAMES if target[s] > 0]
-        split = min(open_splits, key=lambda s: (filled[s] / total - target[s], SPLIT_NAMES.index(s)))
-        where[group] = split
-        filled[split] += sizes[group]
-    plan = SplitPlan([where[g] for g in groups])
+    """:func:`table_by_size` for a list of ids (one per image); ``assignment[i]`` is image ``i``'s split."""
+    keys = [group_key(g, seed) for g in groups]
+    table = table_by_size(np.asarray(keys, np.uint64), fractions)
+    plan = SplitPlan([SPLIT_NAMES[table.code_of(k)] for k in keys])
     check_no_leak(groups, plan.assignment)
     return plan
+
+
+def leak_message(leaks: dict[str, set[str]], count: int) -> str:
+    """The refusal of a split in which ``count`` ids appear in more than one subset (``leaks``: some of them)."""
+    shown = ", ".join(f"{g} in {'+'.join(sorted(leaks[g]))}" for g in sorted(leaks)[:3])
+    return (
+        f"the split leaks: {count} patient/group id(s) appear in more than one subset ({shown}"
+        f"{', ...' if count > 3 else ''}); split by patient, or fix --id-pattern / --ids-csv"
+    )
 
 
 def check_no_leak(groups: Iterable[str], splits: Iterable[str]) -> None:
@@ -147,16 +203,6 @@ def check_no_leak(groups: Iterable[str], splits: Iterable[str]) -> None:
     seen: dict[str, set[str]] = {}
     for group, split in zip(groups, splits, strict=True):
         seen.setdefault(group, set()).add(split)
-    leaks = sorted(g for g, s in seen.items() if len(s) > 1)
+    leaks = {g: s for g, s in seen.items() if len(s) > 1}
     if leaks:
-        shown = ", ".join(f"{g} in {'+'.join(sorted(seen[g]))}" for g in leaks[:3])
-        raise DatasetError(
-            f"the split leaks: {len(leaks)} patient/group id(s) appear in more than one subset ({shown}"
-            f"{', ...' if len(leaks) > 3 else ''}); split by patient, or fix --id-pattern / --ids-csv"
-        )
-
-
-def groups_per_split(groups: list[str], splits: list[str]) -> dict[str, int]:
-    """How many distinct ids each split holds."""
-    arr_g, arr_s = np.asarray(groups, dtype=object), np.asarray(splits, dtype=object)
-    return {s: len(set(arr_g[arr_s == s])) for s in dict.fromkeys(splits)}
+        raise DatasetError(leak_message(leaks, len(leaks)))

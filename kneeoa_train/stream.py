@@ -3,7 +3,9 @@
 - :func:`memory_dataset`: images already in memory (class folders, as before shards existed).
 - :func:`shard_dataset`: TFRecord shards from ``kneeoa prepare``, streamed: shard files shuffled
   and read interleaved, a bounded shuffle buffer of records, decoding, augmentation on the batch,
-  prefetch. Memory depends on the shuffle buffer and batch, not on the dataset size.
+  prefetch. Memory depends on the shuffle buffer and batch, not on the dataset size. Under
+  ``multi-worker`` each worker reads its own files (``FILE`` auto-sharding), and a resumed run
+  starts the stream where the interrupted one stopped.
 
 Both end in the same augmentation and the same ``uint8`` → model-input mapping as
 :func:`edge_infer.preprocess.to_model_input` (``x · (hi − lo)/255 + lo`` in float32), so a model
@@ -80,41 +82,78 @@ def parse_record(serialized, size: int | None = None, with_ids: bool = False):
     return (image, ex["label"], ex["group"], ex["file"]) if with_ids else (image, ex["label"])
 
 
-def _one_pass(files, cfg: TrainConfig, epoch):
-    """Pass ``epoch`` over the records: the shard files in an order drawn from ``(seed, epoch)``
-    (stateless, so every iterator draws the same), read interleaved, then a seeded shuffle buffer."""
-    import tensorflow as tf
-
-    seed = tf.stack([tf.constant(cfg.seed, tf.int64), tf.cast(epoch, tf.int64)])
-    order = tf.random.experimental.stateless_shuffle(files, seed=seed)
-    ds = tf.data.Dataset.from_tensor_slices(order).interleave(
-        lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 20),
-        cycle_length=min(int(files.shape[0]), 8),
-        block_length=1,
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,  # the same seed gives the same order: runs and tests are reproducible
-    )
-    return ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=False)
+INTERLEAVE_FILES = 4
+"""Shard files read at once, by a fixed number of threads through fixed read buffers, so memory
+does not follow the number of shards (it did with ``min(files, 8)`` autotuned readers); the
+shuffle buffer mixes what the interleave does not, and ``prepare`` mixes classes in every shard."""
+READ_THREADS = 2
+READ_BUFFER = 256 << 10
 
 
-def _records(files: list[str], cfg: TrainConfig, training: bool):
-    """Training: an endless stream, pass ``e`` shuffled from ``(cfg.seed, e)``, so every
-    iterator over it yields the same order (Keras opens an extra one under a distribution strategy,
-    which would advance a shared reshuffle). Otherwise one pass in file order."""
+def shard_policy(n_files: int, workers: int) -> str:
+    """How ``multi-worker`` training splits the shards between workers (tf.data auto-sharding):
+    ``FILE`` (each worker reads only its own files) when there are at least as many shard files as
+    workers, else ``DATA`` (every worker reads every file and keeps its share of the batches)."""
+    return "FILE" if n_files >= workers else "DATA"
+
+
+def _records(files: list[str], cfg: TrainConfig, training: bool, workers: int = 1, skip: int = 0):
+    """Training: an endless stream of records. Pass ``e`` over the shard files takes them in an
+    order drawn from ``(cfg.seed, e)`` (stateless, so every iterator over the stream yields the same
+    order: Keras opens an extra one under a distribution strategy); they are read
+    :data:`INTERLEAVE_FILES` at a time, through one seeded shuffle buffer. Every record is read
+    once per pass; the buffer lets the last records of one pass come out among the first of the
+    next (the price of a file stream that ``FILE`` sharding can deal out). Otherwise one pass in
+    file order.
+
+    Under ``multi-worker`` the stream of file names is what ``FILE`` auto-sharding deals out
+    (name ``k`` to worker ``k mod workers``), so each worker reads ``1/workers`` of the files of
+    every pass, and the workers together read each file once per pass.
+
+    Args:
+        workers: Workers training together (chooses :func:`shard_policy`).
+        skip: Records of this worker's stream already trained on (a resumed run): the stream
+            starts after them, where the interrupted run stopped. They are read and dropped
+            undecoded: far cheaper than training on them, but in proportion to how far the run got.
+    """
     import tensorflow as tf
 
     if not training:
         return tf.data.TFRecordDataset(files)
     names = tf.constant(files)
-    ds = tf.data.Dataset.counter().flat_map(lambda epoch: _one_pass(names, cfg, epoch))
+
+    def pass_files(epoch):
+        seed = tf.stack([tf.constant(cfg.seed, tf.int64), tf.cast(epoch, tf.int64)])
+        return tf.data.Dataset.from_tensor_slices(tf.random.experimental.stateless_shuffle(names, seed=seed))
+
+    policy = shard_policy(len(files), workers)
+    per_worker = len(files) // workers if policy == "FILE" else len(files)
+    cycle = max(1, min(INTERLEAVE_FILES, per_worker))  # at most one pass's share of the files
+    ds = tf.data.Dataset.counter().flat_map(pass_files)
+    ds = ds.interleave(
+        lambda f: tf.data.TFRecordDataset(f, buffer_size=READ_BUFFER),
+        cycle_length=cycle,
+        block_length=1,
+        num_parallel_calls=min(READ_THREADS, cycle),
+        deterministic=True,  # the same seed gives the same order: runs, resumes and tests are reproducible
+    )
+    ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=False)
+    if skip:
+        ds = ds.skip(skip)
     options = tf.data.Options()
-    # Under multi-worker each worker keeps its 1/N of the stream (FILE sharding cannot see through the per-pass flat_map).
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.experimental_distribute.auto_shard_policy = getattr(tf.data.experimental.AutoShardPolicy, policy)
     return ds.with_options(options)
 
 
 def shard_dataset(
-    files: list[str], spec: PreprocessSpec, targets: np.ndarray, class_w: np.ndarray, cfg: TrainConfig, training: bool
+    files: list[str],
+    spec: PreprocessSpec,
+    targets: np.ndarray,
+    class_w: np.ndarray,
+    cfg: TrainConfig,
+    training: bool,
+    workers: int = 1,
+    skip: int = 0,
 ):
     """``(image, target, weight)`` batches streamed from shard files (endless when training: give
     ``steps_per_epoch``).
@@ -126,6 +165,7 @@ def shard_dataset(
         class_w: Loss weight per class.
         cfg: Batch size, shuffle buffer, augmentation and seed.
         training: Shuffle and augment (else the files' order, unaugmented).
+        workers, skip: See :func:`_records`.
     """
     import tensorflow as tf
 
@@ -142,7 +182,7 @@ def shard_dataset(
         x = tf.cast(image, tf.float32) * scale + np.float32(lo)
         return x, tf.gather(target_t, ex["label"]), tf.gather(weight_t, ex["label"])
 
-    return _finish(_records(files, cfg, training), cfg, training, decode=decode)
+    return _finish(_records(files, cfg, training, workers, skip), cfg, training, decode=decode)
 
 
 def shard_labels(files: list[str]) -> np.ndarray:

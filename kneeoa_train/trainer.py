@@ -25,8 +25,10 @@ from edge_infer.screening import Screening
 from .config import CONFIG_FILE, MODEL_FILE, TrainConfig, with_legacy_values
 from .data import class_weights_from_counts
 from .errors import TrainSetupError
+from .memory import cap_malloc_arenas
 from .model import build_model
 from .precision import keras_policy, resolve_precision
+from .resume import batches_done
 from .sources import DataSource, open_source
 from .strategy import StrategyInfo, backup_dir_name, build_before_fit, check_batch, make_strategy
 
@@ -118,6 +120,7 @@ def train(cfg: TrainConfig) -> Path:
     Returns:
         Path of the best checkpoint (``out_dir/model.keras``).
     """
+    cap_malloc_arenas()  # before TensorFlow starts its threads (kneeoa_train.memory)
     import keras
 
     strategy, info = make_strategy(cfg.strategy)  # first: multi-worker must start before other TF work
@@ -138,13 +141,31 @@ def train(cfg: TrainConfig) -> Path:
         raise TrainSetupError(f"{cfg.train_dir}: classes {data.classes} give no usable screening group ({e})") from None
     precision = resolve_precision(cfg.precision)
     log.info("precision: %s (asked: %s)", precision, cfg.precision)
+    sharding = _announce_sharding(data, info)
     if info.chief:
-        _write_config(out, cfg, data, screening, precision, info)
+        _write_config(out, cfg, data, screening, precision, info, sharding)
     try:
         keras.mixed_precision.set_global_policy(keras_policy(precision))
         return _fit(cfg, out, data, screening, strategy, info)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def _announce_sharding(data: DataSource, info: StrategyInfo) -> dict:
+    """How the workers split the training data; a warning when each must read every shard."""
+    sharding = data.sharding(info.workers)
+    if sharding["policy"] == "DATA" and data.kind == "shards":
+        log.warning(
+            "%d shard file(s) for %d workers: every worker reads every file and keeps its share of each batch "
+            "(tf.data DATA sharding); prepare with a smaller --shard-size to give each worker files of its own",
+            sharding["files"],
+            info.workers,
+        )
+    elif sharding["policy"]:
+        log.info(
+            "input sharding: %s over %d workers (%s shard files)", sharding["policy"], info.workers, sharding["files"]
+        )
+    return sharding
 
 
 def _save_float32(cfg: TrainConfig, n_classes: int):
@@ -213,7 +234,10 @@ def _fit(cfg: TrainConfig, out: Path, data: DataSource, screening, strategy, inf
     with strategy.scope():
         model = _compiled_model(cfg, n, steps)
     callbacks = _callbacks(cfg, out, data, screening, info, n)
-    train_data = data.train_dataset(targets, cw, cfg)
+    done = batches_done(out / backup_dir_name(info), steps, bool(cfg.backup_steps)) if data.kind == "shards" else 0
+    file_sharded = data.sharding(info.workers)["policy"] == "FILE"  # each worker's own stream, B/workers a step
+    records = done * (cfg.batch_size // info.workers if file_sharded else cfg.batch_size)
+    train_data = data.train_dataset(targets, cw, cfg, workers=info.workers, skip=records)
     build_before_fit(model, strategy, info, train_data)
     # Distributed replicas (and workers) must all run the same number of steps: a repeated
     # stream with a fixed step count, never a last partial batch one worker lacks.
@@ -323,11 +347,12 @@ def _check_run_dir(out: Path, cfg: TrainConfig) -> None:
         raise TrainSetupError(f"{out}: this run already finished ({MODEL_FILE}); choose another --out to train again")
 
 
-def _write_config(out: Path, cfg, data: DataSource, screening, precision, info: StrategyInfo) -> None:
+def _write_config(out: Path, cfg, data: DataSource, screening, precision, info: StrategyInfo, sharding) -> None:
     config = {
         "train": cfg.to_dict(),
         "precision": precision,
         "strategy": info.to_dict(),
+        "input_sharding": sharding,
         "data": data.describe,
         "folders": data.folders,
         "classes": data.classes,

@@ -41,7 +41,7 @@ def tiny_model(seed: int = 0):
     return model
 
 
-def stream(shards_dir: str):
+def stream(shards_dir: str, workers: int = 1):
     import numpy as np
 
     from kneeoa_train.config import TrainConfig
@@ -51,8 +51,28 @@ def stream(shards_dir: str):
     shards = read_shard_set(shards_dir)
     cfg = TrainConfig("a", "b", "c", batch_size=8, flip=False, rotation_deg=0, zoom=0, shift=0, shuffle_buffer=64)
     return shard_dataset(
-        shards.files("train"), shards.spec, np.eye(5, dtype=np.float32), np.ones(5), cfg, training=True
+        shards.files("train"), shards.spec, np.eye(5, dtype=np.float32), np.ones(5), cfg, training=True, workers=workers
     )
+
+
+def records_seen(strategy, shards_dir: str, workers: int, steps: int = 3) -> list[str]:
+    """The source files of the records this worker is given in ``steps`` steps of a global batch of
+    8, through the strategy's own distribution of the training stream (auto-sharding included).
+    A one-record shuffle buffer keeps the first pass apart from the next (a larger one mixes them)."""
+    from kneeoa_train.config import TrainConfig
+    from kneeoa_train.shardset import read_shard_set
+    from kneeoa_train.stream import _records, parse_record
+
+    cfg = TrainConfig("a", "b", "c", shuffle_buffer=1)
+    ids = _records(read_shard_set(shards_dir).files("train"), cfg, training=True, workers=workers)
+    batches = iter(
+        strategy.experimental_distribute_dataset(ids.map(lambda r: parse_record(r, with_ids=True)[3]).batch(8))
+    )
+    seen = []
+    for _ in range(steps):
+        for local in strategy.experimental_local_results(next(batches)):
+            seen += [name.decode() for name in local.numpy()]
+    return seen
 
 
 def same_weights(shards_dir: str) -> None:
@@ -77,11 +97,13 @@ def worker(shards_dir: str, out_json: str) -> None:
     with strategy.scope():
         model = tiny_model()
     initial = [w.tolist() for w in model.get_weights()]
-    data = stream(shards_dir)
+    data = stream(shards_dir, info.workers)
     build_before_fit(model, strategy, info, data)
     model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)
+    seen = records_seen(strategy, shards_dir, info.workers)
+    weights = [w.tolist() for w in model.get_weights()]
     with open(out_json, "w") as f:
-        json.dump({"info": info.to_dict(), "initial": initial, "weights": [w.tolist() for w in model.get_weights()]}, f)
+        json.dump({"info": info.to_dict(), "initial": initial, "weights": weights, "seen": seen}, f)
 
 
 def train(config_json: str, cpus: int) -> None:

@@ -122,6 +122,25 @@ def test_two_multi_worker_processes_train_to_the_same_weights(shards, tmp_path):
     assert moved > 1e-3, "training did not change the weights: agreement would prove nothing"
     for a, b in zip(results[0]["weights"], results[1]["weights"], strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+    # FILE sharding: 3 steps of 4 records each, from shard files no other worker reads.
+    shard_of = _shard_of_each_record(shards)
+    seen = [r["seen"] for r in results]
+    assert [len(s) for s in seen] == [12, 12] and not set(seen[0]) & set(seen[1])
+    assert not {shard_of[f] for f in seen[0]} & {shard_of[f] for f in seen[1]}
+
+
+def _shard_of_each_record(shards: Path) -> dict[str, str]:
+    """Source file of each training record → the shard file holding it."""
+    import tensorflow as tf
+
+    from kneeoa_train.stream import parse_record
+
+    manifest = json.loads((shards / "shards.json").read_text())
+    return {
+        parse_record(r, with_ids=True)[3].numpy().decode(): s["file"]
+        for s in manifest["splits"]["train"]["shards"]
+        for r in tf.data.TFRecordDataset(str(shards / s["file"]))
+    }
 
 
 def _tiny_run(shards: Path, out: Path, **overrides) -> dict:
@@ -156,8 +175,11 @@ def test_a_mirrored_run_killed_mid_epoch_resumes_and_records_its_strategy(shards
     first.wait(timeout=60)
     assert first.returncode == -signal.SIGKILL, f"not killed mid-epoch (state {state}): {log.read_text()[-3000:]}"
     assert (out / "backup").is_dir() and not (out / "metrics.json").exists()
+    state = json.loads(meta.read_text())  # what the backup holds after the kill
     second = _helper("train", json.dumps(cfg), "2")
     assert second.returncode == 0, second.stderr[-3000:]
+    done = state["epoch"] * 6 + state["batch"] + 1  # the stream picks up after the batches already trained on
+    assert f"the stream starts after batch {done}" in second.stderr, second.stderr[-3000:]
     assert "Epoch 2/2" in second.stdout + second.stderr and "Epoch 1/2" not in second.stdout + second.stderr
     assert (out / "model.keras").is_file() and (out / "metrics.json").is_file() and not (out / "backup").exists()
     config = json.loads((out / "config.json").read_text())
@@ -207,6 +229,65 @@ def test_kneeoa_training_on_two_workers_writes_one_run_from_the_chief(shards, tm
     config = json.loads((out / "config.json").read_text())
     assert config["strategy"]["name"] == "multi-worker" and config["strategy"]["replicas"] == 2
     assert config["strategy"]["task"] == "worker:0" and config["strategy"]["chief"]
+    n_files = len(json.loads((shards / "shards.json").read_text())["splits"]["train"]["shards"])
+    assert config["input_sharding"] == {"policy": "FILE", "workers": 2, "files": n_files}
+    assert "input sharding: FILE over 2 workers" in logs[0].read_text()
     assert (out / "model.keras").is_file() and (out / "metrics.json").is_file()
     assert len((out / "epochs.jsonl").read_text().splitlines()) == 2
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("backup")) == []
+
+
+def _tiny_shards(root: Path, files: int = 4, records: int = 3) -> list[str]:
+    import tensorflow as tf
+
+    paths = []
+    for f in range(files):
+        paths.append(str(root / f"train-{f:05d}.tfrecord"))
+        with tf.io.TFRecordWriter(paths[-1]) as writer:
+            for r in range(records):
+                writer.write(f"{f}-{r}".encode())
+    return paths
+
+
+def test_two_workers_read_files_of_their_own_and_together_each_record_once_a_pass(tmp_path):
+    """FILE auto-sharding, as MultiWorkerMirroredStrategy applies it to each worker's copy of the
+    pipeline (tf.data's own _AutoShardDataset): no file read by both workers, every record once."""
+    import tensorflow as tf
+    from tensorflow.python.data.experimental.ops.distribute import _AutoShardDataset
+
+    from kneeoa_train.config import TrainConfig
+    from kneeoa_train.stream import _records, shard_policy
+
+    files = _tiny_shards(tmp_path)
+    cfg = TrainConfig("a", "b", "c", shuffle_buffer=1)  # one pass of 6 records per worker shows through unshuffled
+    stream = _records(files, cfg, training=True, workers=2)
+    assert stream.options().experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.FILE
+    seen = [[r.decode() for r in _AutoShardDataset(stream, 2, w).take(6).as_numpy_iterator()] for w in range(2)]
+    shards = [{r.split("-")[0] for r in mine} for mine in seen]
+    assert len(shards[0]) == len(shards[1]) == 2 and not shards[0] & shards[1]
+    assert sorted(seen[0] + seen[1]) == sorted(f"{f}-{r}" for f in range(4) for r in range(3))
+    assert shard_policy(1, 2) == "DATA" and shard_policy(2, 2) == "FILE"
+    fallback = _records(files[:1], cfg, training=True, workers=2)
+    assert fallback.options().experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
+
+
+def test_a_resumed_stream_starts_where_the_interrupted_one_stopped(tmp_path):
+    from kneeoa_train.config import TrainConfig
+    from kneeoa_train.stream import _records
+
+    files = _tiny_shards(tmp_path)
+    cfg = TrainConfig("a", "b", "c", shuffle_buffer=5)
+    whole = [r.decode() for r in _records(files, cfg, training=True).take(30).as_numpy_iterator()]
+    assert len(set(whole[:10])) == 10 and whole[:10] != sorted(whole[:10])  # shuffled, seeded
+    resumed = [r.decode() for r in _records(files, cfg, training=True, skip=17).take(13).as_numpy_iterator()]
+    assert resumed == whole[17:]
+
+
+def test_the_resume_position_follows_keras_backup_metadata(tmp_path):
+    from kneeoa_train.resume import batches_done
+
+    assert batches_done(tmp_path, 6, mid_epoch_saves=True) == 0
+    (tmp_path / "training_metadata.json").write_text('{"epoch": 1, "batch": 2}')
+    assert batches_done(tmp_path, 6, mid_epoch_saves=True) == 9  # epoch 1 done (6), then batches 0..2 of epoch 2
+    (tmp_path / "training_metadata.json").write_text('{"epoch": 2, "batch": 0}')
+    assert batches_done(tmp_path, 6, mid_epoch_saves=False) == 12  # saved at the end of epoch 2

@@ -175,3 +175,107 @@ def test_the_model_card_says_how_training_was_distributed():
         "",
     ]
     assert _strategy_line(None) == []
+
+
+def _many_knees(root, n: int, distinct: int = 20):
+    """``n`` kneeKL224-named PNGs (two per patient), their bytes drawn from ``distinct`` images."""
+    from io import BytesIO
+
+    blobs = []
+    for i in range(distinct):
+        buf = BytesIO()
+        Image.fromarray(synthetic_knee(i % 5, 40, seed=i)).save(buf, format="PNG")
+        blobs.append(buf.getvalue())
+    for g in range(5):
+        (root / str(g)).mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        (root / str(k % 5) / f"{9000000 + k // 2}{'LR'[k % 2]}.png").write_bytes(blobs[k % distinct])
+    return root
+
+
+def test_prepare_holds_no_list_of_the_dataset_in_memory(tmp_path, monkeypatch):
+    """The Python memory prepare holds while it writes grows by a few bytes per image, not by a
+    list of every file (it was ~0.7 KiB per image): sampled after each chunk it writes, for 400 and
+    2,000 images. (Sampled, not the peak: each decode briefly reserves, never touches, 256 MiB.)
+    The shuffle window, a fixed 4,096 images, is cut to 64 so that both sizes exceed it."""
+    import tracemalloc
+
+    from kneeoa_train import prepare as module
+    from kneeoa_train.prepare import PrepareOptions, prepare
+
+    monkeypatch.setattr(module, "SHUFFLE_WINDOW", 64)
+
+    class Sampler:
+        held = 0
+
+        def start(self, total):
+            self.advance(0)
+
+        def advance(self, k):
+            self.held = max(self.held, tracemalloc.get_traced_memory()[0])
+
+        def note(self, line):
+            pass
+
+    held, manifests = [], []
+    small, big = _many_knees(tmp_path / "d400", 400), _many_knees(tmp_path / "d2000", 2000)
+    prepare(small, tmp_path / "warm-up", PrepareOptions(size=16), Sampler())  # TensorFlow's lazy imports, untraced
+    for n, data in ((400, small), (2000, big)):
+        sampler = Sampler()
+        tracemalloc.start()
+        manifests.append(prepare(data, tmp_path / f"s{n}", PrepareOptions(size=16, shard_size=128), sampler))
+        tracemalloc.stop()
+        held.append(sampler.held)
+    assert [m["written"] for m in manifests] == [400, 2000]
+    assert sum(s["groups"] for s in manifests[1]["splits"].values()) == 1000
+    per_image = (held[1] - held[0]) / 1600
+    assert per_image < 128, f"{per_image:.0f} bytes more held per image"
+
+
+def test_the_lazy_walk_finds_what_find_images_finds(tmp_path):
+    from edge_infer.finding import find_images
+    from kneeoa_train.walk import iter_images
+
+    for rel in ("b/2.png", "a.png", "b/c/1.PNG", "b/notes.txt", "Z.jpg", "b/c/d/0.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    (tmp_path / "b" / "gone.png").symlink_to(tmp_path / "missing.png")
+    (tmp_path / "b" / "c" / "up").symlink_to(tmp_path / "b")
+    expected = [str(e) for e in find_images(tmp_path)]
+    assert [str(e) for e in iter_images(tmp_path)] == expected
+    assert any("broken link" in e for e in expected) and any("loops back" in e for e in expected)
+
+
+def test_the_stream_reads_a_fixed_number_of_shards_at_once(tmp_path):
+    """However many shards there are, records come from INTERLEAVE_FILES files in turn (with a
+    one-record shuffle buffer the interleave shows through): memory does not follow the shard count."""
+
+    from kneeoa_train.config import TrainConfig
+    from kneeoa_train.shardset import read_shard_set
+    from kneeoa_train.stream import INTERLEAVE_FILES, _records, parse_record
+
+    data = write_patients(tmp_path / "d", patients=24)
+    out = tmp_path / "s"
+    assert CliRunner().invoke(kneeoa, ["prepare", str(data), "--out", str(out), "--shard-size", "3"]).exit_code == 0
+    files = read_shard_set(out).files("train")
+    assert len(files) >= 2 * INTERLEAVE_FILES
+    shard_of = {r["file"]: i for i, f in enumerate(files) for r in read_records([f])}
+    stream = _records(files, TrainConfig("a", "b", "c", shuffle_buffer=1), training=True)
+    first = [shard_of[parse_record(r, with_ids=True)[3].numpy().decode()] for r in stream.take(2 * INTERLEAVE_FILES)]
+    assert len(set(first)) == INTERLEAVE_FILES and first[:INTERLEAVE_FILES] == first[INTERLEAVE_FILES:]
+
+
+def test_images_added_between_the_two_walks_are_refused_not_lost(tmp_path):
+    from kneeoa_train.plan import plan_dataset
+    from kneeoa_train.prepare import interleaved_items
+
+    data = write_patients(tmp_path / "d", patients=6)
+    plan = plan_dataset(data, GroupIds(), (0.5, 0.5, 0.0), 0, lambda line: None)
+    for name in ("9000001L_2.png", "9999999L.png"):  # a known patient's new visit, a new patient
+        Image.fromarray(synthetic_knee(1, 40)).save(data / "1" / name)
+    refused = []
+    items = list(interleaved_items(plan, GroupIds(), 0, lambda path, why: refused.append((path, why))))
+    assert len(items) == plan.total == 12 and len(refused) == 2
+    assert (data / "1" / "9999999L.png", "appeared while prepare ran; not written") in refused
+    on_disk = sorted(p.relative_to(data).as_posix() for p in data.rglob("*.png"))
+    assert sorted([it.rel for it in items] + [p.relative_to(data).as_posix() for p, _ in refused]) == on_disk
