@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .decode import load_grayscale
 from .errors import DatasetError, InputImageError
 from .finding import IMAGE_SUFFIXES, image_files
 from .labels import classes_from_folders
-from .preprocess import PreprocessSpec, prepare_gray
+from .preprocess import PreprocessSpec, prepare_file
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +110,7 @@ def load_images(paths: list[Path], spec: PreprocessSpec | int, workers: int = 4)
 
     def one(p: Path) -> np.ndarray | None:
         try:
-            return prepare_gray(load_grayscale(p), spec)[0]
+            return prepare_file(p, spec)[0]
         except InputImageError as e:
             log.warning("skipped %s", e)
             return None

@@ -125,6 +125,8 @@ def pooled_features(feature_map: np.ndarray) -> np.ndarray:
     """The gate's feature vector: the ``(H, W, C)`` feature map's top half and bottom half, each
     averaged over space, concatenated (``2C``); the middle row of an odd height goes to the top."""
     fm = np.asarray(feature_map, np.float32)
+    if fm.ndim != 3 or fm.shape[0] < 2:
+        raise ValueError(f"the gate needs an (H, W, C) feature map with H >= 2, got shape {fm.shape}")
     return (_halves(fm.shape[0], fm.shape[1]) @ fm.reshape(-1, fm.shape[2])).ravel()
 
 
@@ -134,8 +136,10 @@ def _halves(h: int, w: int) -> np.ndarray:
     small product instead of two strided means."""
     top = (h + 1) // 2
     m = np.zeros((2, h, w), np.float32)
-    m[0, :top], m[1, top:] = 1.0 / (top * w), 1.0 / max((h - top) * w, 1)
-    return m.reshape(2, h * w)
+    m[0, :top], m[1, top:] = 1.0 / (top * w), 1.0 / ((h - top) * w)
+    m = m.reshape(2, h * w)
+    m.setflags(write=False)  # cached and shared by every caller
+    return m
 
 
 def thumbnail(small: np.ndarray, side: int = THUMBNAIL) -> np.ndarray:
@@ -202,6 +206,7 @@ class InputGate:
         k, classes = a["basis"].shape[1], a["class_means"].shape[0]
         w_orient = a["orientation_w"] / a["feature_scale"][:, None]
         self._features_w = np.ascontiguousarray(np.concatenate([a["basis"], w_orient, a["class_means"].T], axis=1))
+        self._features_w.setflags(write=False)
         self._orient_b = (a["orientation_b"] - (a["feature_mean"] / a["feature_scale"]) @ a["orientation_w"]).astype(np.float64)  # fmt: skip
         self._class_proj = (a["class_means"] @ a["basis"]).astype(np.float64)
         self._class_sq = (a["class_means"].astype(np.float64) ** 2).sum(1)
@@ -213,12 +218,15 @@ class InputGate:
         """The polarity regression as weights on the ``side × side`` model input's pixels (the
         thumbnail is a block mean, so the whole check is linear in the pixels)."""
         if side not in self._pixel_w:
+            if side < THUMBNAIL:
+                raise ValueError(f"the gate needs a model input of at least {THUMBNAIL} px a side, got {side}")
             a, k = self.arrays, side // THUMBNAIL
             w = (a["polarity_w"] / a["polarity_scale"]).reshape(THUMBNAIL, THUMBNAIL) / (k * k * 255.0)
             full = np.zeros((side, side), np.float32)
             full[: k * THUMBNAIL, : k * THUMBNAIL] = np.repeat(np.repeat(w, k, 0), k, 1)
             b = float(a["polarity_b"][0] - (a["polarity_mean"] / a["polarity_scale"]) @ a["polarity_w"])
-            self._pixel_w[side] = (full.ravel(), b)
+            full.setflags(write=False)
+            self._pixel_w[side] = (full.ravel(), b)  # two threads may both compute it: the same values
         return self._pixel_w[side]
 
     def scores(self, feature_map: np.ndarray, small: np.ndarray) -> dict[str, float]:
@@ -234,6 +242,8 @@ class InputGate:
         f64 = f.astype(np.float64)
         residual = (f64 @ f64 - 2.0 * y[means] + self._class_sq) - (proj**2).sum(1)  # what the eigenvectors miss
         distance = float(((proj**2) @ self._basis_scale_sq + residual / self.arrays["residual_variance"][0]).min())
+        if small.ndim != 2 or small.shape[0] != small.shape[1]:
+            raise ValueError(f"the gate needs the square 2-D model input, got shape {small.shape}")
         pixel_w, pixel_b = self._polarity_weights(small.shape[0])
         return {
             "distance": distance,

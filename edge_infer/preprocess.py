@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from .decode import decode_image
 from .intensity import percentile_stretch
 
 INTENSITY_MODES = ("stored", "percentile")
@@ -174,6 +175,20 @@ def prepare_gray(
         gray, size = standardize_intensity(gray, size, levels), size.size
     square, pad = pad_to_square(gray)
     return resize_square(square, size), pad
+
+
+def prepare_file(path, size: int | PreprocessSpec) -> tuple[np.ndarray, SquarePadding]:
+    """Read an image file and make it the model's square ``uint8`` input, as the device does: the
+    intensity contract on the file's finest levels (:func:`edge_infer.decode.decode_image`), then
+    pad and resize. Training, calibration, the gate's fit and the benchmarks all read files this way.
+
+    Raises:
+        InputImageError: the file is not a usable image.
+    """
+    decoded = decode_image(path)
+    if isinstance(size, PreprocessSpec):
+        return prepare_gray(standardize_intensity(decoded.gray, size, decoded.levels), size.size)
+    return prepare_gray(decoded.gray, size)
 
 
 def to_model_input(gray: np.ndarray, spec: PreprocessSpec, channels: int | None = None) -> np.ndarray:

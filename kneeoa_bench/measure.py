@@ -169,13 +169,12 @@ def measure_keras(
 
     model = keras.saving.load_model(keras_model, compile=False)
     load_s = time.perf_counter() - t
-    from edge_infer.decode import load_grayscale
     from edge_infer.manifest import load_manifest
-    from edge_infer.preprocess import prepare_gray, to_model_input
+    from edge_infer.preprocess import prepare_file, to_model_input
 
     manifest = load_manifest(model_dir)
     spec = manifest.preprocess
-    x = to_model_input(prepare_gray(load_grayscale(images[0]), spec)[0], spec)
+    x = to_model_input(prepare_file(images[0], spec)[0], spec)
     t = time.perf_counter()
     model.predict(x, verbose=0)
     first_s = time.perf_counter() - t

@@ -49,6 +49,8 @@ from edge_infer.gate import (
 from edge_infer.manifest import sha256_file
 from edge_infer.preprocess import to_model_input
 
+from .defaults import DEFAULT_TARGET
+
 log = logging.getLogger(__name__)
 
 BASIS = 256
@@ -59,13 +61,11 @@ SHRINKAGE = 0.01
 """Covariance shrinkage towards ``mean variance × I``; measured on the 128 px v1 model: 0 lets the
 threshold blow up (singular directions), 0.01–0.1 refuse the same out-of-distribution images."""
 MIN_FIT_IMAGES = 20
-DEFAULT_TARGET = 0.02
-"""Share of validation knees the gate may refuse, negatives stored in the dataset included."""
 POLARITY_BOUNDARY = 0.0
 """Log-odds above which the polarity check refuses an image as a negative: its regression's own
-boundary (a knee and its negative, in equal numbers, were its two classes). On the v1 model's
-validation knees the scores split with a wide gap: the 14 stored as negatives score 2.4 or more,
-every other knee -1.6 or less (checked by eye)."""
+boundary (a knee and its negative, in equal numbers, were its two classes). The fit reports the
+scores on either side of it on the validation knees (``polarity_scores`` in the manifest): for
+the v1 model a wide gap, and the knees above it are negatives, as seen by eye."""
 METHOD = (
     "image checks (blank, aspect ratio); orientation softmax regression on top/bottom-pooled features; "
     "polarity logistic regression on a 16x16 thumbnail; minimum Mahalanobis distance of the pooled features "
@@ -182,14 +182,20 @@ def set_thresholds(scores: dict[str, np.ndarray], target: float) -> tuple[Thresh
     """Polarity at :data:`POLARITY_BOUNDARY`; distance and orientation at the lowest common
     percentile of the scores of the knees it passes whose union with it refuses at most ``target``.
 
+    The report counts each refused knee once, by the first check that refuses it in the order the
+    device checks (image checks, distance, orientation, polarity), and gives the polarity scores
+    on either side of the boundary (the gap the boundary sits in).
+
     Raises:
         DatasetError: the negatives alone, or the image checks, refuse more than ``target``.
     """
     keys = ("distance", "not_upright")
-    negative = scores["negative"] > POLARITY_BOUNDARY  # inf (refused by the image checks) counts here too
+    image = ~np.isfinite(scores["negative"])  # refused by the image checks: scored inf
+    negative = scores["negative"] > POLARITY_BOUNDARY  # inf counts here too
+    kept = ~negative & np.all([np.isfinite(scores[k]) for k in keys], axis=0)
     chosen = None
-    for q in np.arange(100.0, 90.0, -0.01):
-        t = {k: float(np.percentile(scores[k][np.isfinite(scores[k]) & ~negative], q)) for k in keys}
+    for q in np.arange(100.0, 90.0, -0.01) if kept.any() else ():
+        t = {k: float(np.percentile(scores[k][kept], q)) for k in keys}
         refused = negative | np.any([scores[k] > t[k] for k in keys], axis=0)
         if refused.mean() > target:
             break
@@ -200,10 +206,25 @@ def set_thresholds(scores: dict[str, np.ndarray], target: float) -> tuple[Thresh
                            "image checks; check the images, or allow more with --false-refusals")  # fmt: skip
     q, t, refused = chosen
     thresholds = Thresholds(distance=t["distance"], orientation=t["not_upright"], polarity=POLARITY_BOUNDARY)
-    by_check = {k: int((scores[k] > t[k]).sum()) for k in keys} | {"negative": int(negative.sum())}
+    first = {"image": image}
+    for key, over in (("distance", scores["distance"] > t["distance"]),
+                      ("not_upright", scores["not_upright"] > t["not_upright"]), ("negative", negative)):  # fmt: skip
+        first[key] = over & ~np.any(list(first.values()), axis=0)
+    polarity = scores["negative"][~image]
     report = {"n": len(refused), "refused": int(refused.sum()), "false_refusal_rate": float(refused.mean()),
-              "percentile": round(float(q), 2), "refused_by": by_check}  # fmt: skip
+              "percentile": round(float(q), 2), "refused_by": {k: int(v.sum()) for k, v in first.items()},
+              "negatives": int((negative & ~image).sum()),
+              "polarity_scores": {"negatives_min": _rounded_min(polarity[polarity > POLARITY_BOUNDARY]),
+                                  "others_max": _rounded_max(polarity[polarity <= POLARITY_BOUNDARY])}}  # fmt: skip
     return thresholds, report
+
+
+def _rounded_min(x: np.ndarray) -> float | None:
+    return round(float(x.min()), 2) if x.size else None
+
+
+def _rounded_max(x: np.ndarray) -> float | None:
+    return round(float(x.max()), 2) if x.size else None
 
 
 def record_gate(model_dir: str | Path, block: dict) -> Path:

@@ -216,13 +216,13 @@ def _gate_section(d: dict) -> list[str]:
         return ["## Input gate", "", "No fitted input gate: only the image checks (blank, aspect ratio) run. "
                 "Fit one with `kneeoa gate`.", ""]  # fmt: skip
     fitted = gate["fitted_on"]
-    rows = ["| format | validation knees refused | refusal rate | refused by distance / orientation / polarity (negatives) |",
-            "|---|---|---|---|"]  # fmt: skip
+    rows = ["| format | validation knees refused | refusal rate | refused first by image checks / distance / "
+            "orientation / polarity | scored as negatives |", "|---|---|---|---|---|"]  # fmt: skip
     for fmt, entry in gate["formats"].items():
         v = entry["validation"]
         by = v["refused_by"]
-        rows.append(f"| `{fmt}` | {v['refused']} of {v['n']} | {v['false_refusal_rate']:.3f} | "
-                    f"{by['distance']} / {by['not_upright']} / {by['negative']} |")  # fmt: skip
+        rows.append(f"| `{fmt}` | {v['refused']} of {v['n']} | {v['false_refusal_rate']:.3f} | {by.get('image', 0)} / "
+                    f"{by['distance']} / {by['not_upright']} / {by['negative']} | {v.get('negatives', '')} |")  # fmt: skip
     return [
         "## Input gate",
         "",
@@ -246,11 +246,17 @@ def _negatives_note(gate: dict) -> list[str]:
     if "polarity_boundary" not in gate:
         return []
     left_out = gate["fitted_on"].get("left_out_as_stored_negatives", 0)
+    gaps = "; ".join(
+        f"`{fmt}`: negatives {p['negatives_min']} and up, every other knee {p['others_max']} and down"
+        for fmt, e in gate["formats"].items()
+        if (p := e["validation"].get("polarity_scores")) and None not in p.values()
+    )
     return [
         "The polarity check refuses at its regression's own boundary (log-odds "
         f"{gate['polarity_boundary']:g}), not at a percentile: a negative image (bone dark) is never what the "
-        "model was made for, even when the dataset holds it. Its refusals in the table are such negatives; "
-        f"{left_out} training knees stored as negatives were left out of the fit.",
+        "model was made for, even when the dataset holds it, and such knees count against the refusal budget. "
+        f"{left_out} training knees stored as negatives were left out of the fit."
+        + (f" Polarity scores of the validation knees: {gaps}." if gaps else ""),
         "",
     ]
 

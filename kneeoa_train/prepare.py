@@ -28,11 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_infer.decode import load_grayscale
 from edge_infer.errors import DatasetError, InputImageError, failure_message
 from edge_infer.labels import classes_from_folders
 from edge_infer.manifest import sha256_file
-from edge_infer.preprocess import PreprocessSpec, prepare_gray
+from edge_infer.preprocess import PreprocessSpec, prepare_file
 
 from .memory import cap_malloc_arenas
 from .plan import DatasetPlan, Item, labelled_images, plan_dataset
@@ -173,7 +172,7 @@ class _ShardWriter:
 
 def _load(item: Item, spec: PreprocessSpec) -> np.ndarray | InputImageError:
     try:
-        return prepare_gray(load_grayscale(item.path), spec)[0]
+        return prepare_file(item.path, spec)[0]
     except InputImageError as e:
         return e
 

@@ -122,6 +122,19 @@ def test_a_float_image_with_nan_or_inf_is_an_error_naming_it(tmp_path):
             decode_image(tmp_path / "bad.tif")
 
 
+@pytest.mark.parametrize("form", sorted(STORAGE_FORMS))
+def test_training_reads_every_form_as_the_device_does(model_dir, forms, form):
+    """Training, calibration and the benchmarks read files through ``load_images``; for a file
+    finer than 8 bits they too must stretch its own levels, or the model learns another input."""
+    from edge_infer.folders import load_images
+
+    with Classifier(model_dir) as clf:
+        device = clf.prepare(forms[form]).small
+        images, ok = load_images([forms[form]], clf.manifest.preprocess)
+    assert list(ok) == [0]
+    np.testing.assert_array_equal(images[0], device)
+
+
 def _image_sized_bincounts(monkeypatch, classifier: Classifier, path: Path) -> int:
     calls = []
     bincount = np.bincount

@@ -10,7 +10,7 @@ import click
 
 from edge_infer.errors import KneeOAError
 from edge_infer.formats import FORMAT_NAMES
-from kneeoa_convert.gate import DEFAULT_TARGET
+from kneeoa_convert.defaults import DEFAULT_TARGET
 
 from .common import parse_formats, quiet_tensorflow, require_training_stack
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from edge_infer.errors import KneeOAError
-from kneeoa_convert.gate import DEFAULT_TARGET
+from kneeoa_convert.defaults import DEFAULT_TARGET
 
 
 @click.command("gate")
