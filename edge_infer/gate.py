@@ -101,7 +101,7 @@ def check_image(gray: np.ndarray, histogram: np.ndarray | None = None, stored: n
     spread = float(np.count_nonzero(counts[lo : hi + 1]))
     if spread < MIN_SPREAD:
         return GateVerdict(False, "blank", "not a usable radiograph: blank, nearly uniform or posterised (only "
-                           f"{spread:.0f} distinct grey levels between its 0.5 and 99.5 percentiles)", {"spread": spread})  # fmt: skip
+                           f"{spread:.0f} distinct grey level{'' if spread == 1 else 's'} between its 0.5 and 99.5 percentiles)", {"spread": spread})  # fmt: skip
     if stored is not None:
         stored_lo, stored_hi, _ = _percentile_levels(np.bincount(stored.ravel(), minlength=256))
         if stored_hi - stored_lo < MIN_STORED_SPAN:

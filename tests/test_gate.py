@@ -20,7 +20,12 @@ def test_blank_and_two_knee_shapes_are_refused_before_inference():
     assert check_image(knee).passed
     for level in (0, 128, 255):
         v = check_image(np.full((128, 128), level, np.uint8))
-        assert not v.passed and v.check == "blank" and "blank or nearly uniform" in v.reason
+        assert (
+            not v.passed
+            and v.check == "blank"
+            and "blank, nearly uniform" in v.reason
+            and "1 distinct grey level " in v.reason
+        )
     v = check_image(np.hstack([knee, knee[:, ::-1]]))
     assert not v.passed and v.check == "aspect" and "crop one knee" in v.reason and "256×128" in v.reason
     assert check_image(np.hstack([knee, knee[:, :60]])).passed  # 1.47:1 still counts as one knee
@@ -145,7 +150,10 @@ def test_knees_stored_as_negatives_are_left_out_of_the_fit_and_always_refused():
     val = [gate.scores(_map(knees[i]), _small(pairs[i, 0])) for i in range(100)]  # 15 of them negatives
     scores = {k: np.array([v[k] for v in val]) for k in ("distance", "not_upright", "negative")}
     thresholds, report = set_thresholds(scores, 0.2)
-    assert thresholds.polarity == POLARITY_BOUNDARY and report["refused_by"]["negative"] == 15
+    assert thresholds.polarity == POLARITY_BOUNDARY and report["negatives"] == 15
+    assert sum(report["refused_by"].values()) == report["refused"]  # each refusal counted once, by its first check
+    gap = report["polarity_scores"]
+    assert gap["negatives_min"] > POLARITY_BOUNDARY >= gap["others_max"]
     assert 0.15 < report["false_refusal_rate"] <= 0.2  # the negatives count; the other checks get the rest
     with pytest.raises(Exception, match="15 of 100 look like negatives"):
         set_thresholds(scores, 0.1)
@@ -216,7 +224,7 @@ def test_the_converted_tiny_model_ships_a_checked_gate(model_dir, tmp_path):
     for fmt, entry in block["formats"].items():
         assert entry["validation"]["false_refusal_rate"] <= block["target_false_refusal_rate"]
         assert m.load_gate(fmt) is not None
-    with Classifier(model_dir) as clf, pytest.raises(InputRefusedError, match="refused: not a radiograph"):
+    with Classifier(model_dir) as clf, pytest.raises(InputRefusedError, match="refused: not a usable radiograph"):
         clf.predict(np.full((96, 96), 90, np.uint8))
     copy = tmp_path / "m"
     shutil.copytree(model_dir, copy)
@@ -245,13 +253,13 @@ def test_edge_infer_refuses_in_place_and_no_gate_forces(model_dir, knee_png, tmp
     assert records[1]["check"] == "blank" and "kl_grade" not in records[1] and "label" not in records[1]
     assert records[2]["check"] == "aspect" and "crop one knee" in records[2]["refused"]
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 2 and lines[0].startswith(f"refused: {blank}: not a radiograph")
+    assert len(lines) == 2 and lines[0].startswith(f"refused: {blank}: not a usable radiograph")
     rows = out.read_text().splitlines()
-    assert rows[0].split(",")[2] == "refused" and "not a radiograph" in rows[2]
+    assert rows[0].split(",")[2] == "refused" and "not a usable radiograph" in rows[2]
     forced = CliRunner().invoke(edge_infer, ["--model", str(model_dir), "--json", "--no-gate", str(blank)])
     record = json.loads(forced.stdout)
     assert (
         forced.exit_code == 0
         and record["kl_grade"] is not None
-        and record["gate"].startswith("forced: not a radiograph")
+        and record["gate"].startswith("forced: not a usable radiograph")
     )
