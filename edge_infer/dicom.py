@@ -130,7 +130,7 @@ def _display_values(arr: np.ndarray, ds, pixels) -> tuple[np.ndarray, np.ndarray
     if hi <= lo:
         return np.zeros(values.shape, np.uint8), None, "constant DICOM image"
     note = "no window in the DICOM; used its 0.5-99.5 percentile range"
-    return _to_uint8((values - lo) / (hi - lo)), values, note
+    return _to_uint8((values - lo) / (hi - lo)), values.astype(np.float32), note  # float32: exact for 24-bit data
 
 
 def _window(x: np.ndarray, centre: float, width: float, function: str) -> np.ndarray:

@@ -66,8 +66,9 @@ def _stretch_integers(
     counts = np.bincount(index.ravel(), minlength=GREY_LEVELS)
     cdf = np.cumsum(counts)
     n = cdf[-1]
-    lo = int(np.searchsorted(cdf, n * percentiles[0] / 100.0, side="left"))
-    hi = int(np.searchsorted(cdf, n * percentiles[1] / 100.0, side="left"))
+    # the k-th smallest pixel with k = max(n·p/100, 1): percentile 0 is the darkest pixel, as below
+    lo = int(np.searchsorted(cdf, max(n * percentiles[0] / 100.0, 1), side="left"))
+    hi = int(np.searchsorted(cdf, max(n * percentiles[1] / 100.0, 1), side="left"))
     if hi <= lo:
         return None, counts
     grid = np.arange(counts.size, dtype=np.float64)
@@ -78,7 +79,7 @@ def _stretch_integers(
 
 def _stretch_floats(levels: np.ndarray, percentiles: tuple[float, float]) -> tuple[np.ndarray | None, None]:
     """Float (or very wide integer) levels: the percentiles by partial sort, then the linear map."""
-    values = np.asarray(levels, np.float64)
+    values = levels if levels.dtype.kind == "f" else np.asarray(levels, np.float64)  # float32 stays float32
     flat = values.ravel()
     if not np.isfinite(flat).all():
         return None, None
@@ -87,5 +88,8 @@ def _stretch_floats(levels: np.ndarray, percentiles: tuple[float, float]) -> tup
     lo, hi = np.partition(flat, ranks)[ranks]
     if not hi > lo:
         return None, None
-    stretched = np.clip(np.rint((values - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+    scaled = values - lo  # one temporary of the levels' size, worked on in place
+    scaled *= values.dtype.type(255.0 / (hi - lo))
+    np.rint(scaled, out=scaled)
+    stretched = np.clip(scaled, 0, 255, out=scaled).astype(np.uint8)
     return stretched, grey_histogram(stretched)

@@ -89,3 +89,16 @@ def test_a_schema_1_manifest_cannot_carry_a_percentile_contract(tmp_path):
     (model / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(ManifestError, match="a newer model needs a newer kneeoa"):
         load_manifest(model)
+
+
+def test_percentile_zero_is_the_darkest_pixel_at_every_bit_depth():
+    """Integer levels are counted, float levels sorted: both read percentile 0 as the minimum."""
+    from edge_infer.intensity import percentile_stretch
+
+    levels = np.full((40, 40), 200, np.uint16)
+    levels[:20] = 120  # nothing at level 0: the darkest pixel is 120
+    gray = (levels // 2).astype(np.uint8)
+    as_integers, _ = percentile_stretch(gray, (0.0, 100.0), levels)
+    as_floats, _ = percentile_stretch(gray, (0.0, 100.0), levels.astype(np.float32))
+    np.testing.assert_array_equal(as_integers, as_floats)
+    assert set(np.unique(as_integers)) == {0, 255}
