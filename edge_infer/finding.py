@@ -53,7 +53,7 @@ def _search(folder: Path, found: list, seen: set, ancestors: frozenset) -> None:
         return
     for entry in names:
         path = Path(entry.path)
-        kind = _kind(entry)
+        kind = entry_kind(entry)
         if kind == "folder":
             _search(path, found, seen, ancestors | {key})
         elif kind == "file":
@@ -63,8 +63,8 @@ def _search(folder: Path, found: list, seen: set, ancestors: frozenset) -> None:
             found.append((str(path), InputImageError(path, f"{kind}; skipped")))
 
 
-def _kind(entry: os.DirEntry) -> str:
-    """``folder``, ``file``, or why the entry is not read."""
+def entry_kind(entry: os.DirEntry | Path) -> str:
+    """``folder``, ``file``, or why the entry (a directory entry or a path) is not read."""
     try:
         st = entry.stat(follow_symlinks=True)
     except OSError as e:

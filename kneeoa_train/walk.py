@@ -10,14 +10,13 @@ the same files see the same order on any filesystem).
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from edge_infer.errors import InputImageError
-from edge_infer.finding import IMAGE_SUFFIXES, is_image_file
+from edge_infer.finding import IMAGE_SUFFIXES, entry_kind, is_image_file
 
 
 def iter_images(folder: Path) -> Iterator[Path | InputImageError]:
@@ -49,7 +48,7 @@ def _walk(folder: Path, seen: set, ancestors: frozenset) -> Iterator[Path | Inpu
         return
     for raw in names:
         path = folder / os.fsdecode(raw)
-        kind = _kind(path)
+        kind = entry_kind(path)
         if kind == "folder":
             yield from _walk(path, seen, ancestors | {key})
         elif kind == "file":
@@ -57,22 +56,3 @@ def _walk(folder: Path, seen: set, ancestors: frozenset) -> Iterator[Path | Inpu
                 yield path
         elif path.suffix.lower() in IMAGE_SUFFIXES or not path.suffix:
             yield InputImageError(path, f"{kind}; skipped")
-
-
-def _kind(path: Path) -> str:
-    """``folder``, ``file``, or why the entry is not read."""
-    try:
-        st = path.stat()
-    except OSError as e:
-        if path.is_symlink():
-            return (
-                "broken link (its target is missing)"
-                if isinstance(e, FileNotFoundError)
-                else f"unusable link ({e.strerror})"
-            )
-        return f"cannot be examined ({e.strerror or e})"
-    if stat.S_ISDIR(st.st_mode):
-        return "folder"
-    if stat.S_ISREG(st.st_mode):
-        return "file"
-    return "not a regular file (a FIFO, device or socket)"

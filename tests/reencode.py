@@ -80,21 +80,11 @@ def _png16_with_sbit(arr: np.ndarray, bits: int, path: Path) -> None:
     path.write_bytes(data[:ihdr_end] + sbit + data[ihdr_end:])
 
 
-def write_dicom(gray: np.ndarray, path: Path, kind: str = "dicom_mono2") -> Path:
-    """A DX-like DICOM: 12 bits stored in 16, with a window that maps it back to ``gray`` exactly."""
+def dicom_12_bit(shape: tuple[int, int], photometric: str = "MONOCHROME2"):
+    """An uncompressed DX secondary-capture dataset, 12 bits stored in 16, without pixels."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.encaps import encapsulate
-    from pydicom.uid import (
-        ExplicitVRLittleEndian,
-        JPEG2000Lossless,
-        JPEGBaseline8Bit,
-        JPEGLSLossless,
-        RLELossless,
-        SecondaryCaptureImageStorage,
-        generate_uid,
-    )
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-    stored = gray.astype(np.uint16) * 16  # 0..4080
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -102,10 +92,25 @@ def write_dicom(gray: np.ndarray, path: Path, kind: str = "dicom_mono2") -> Path
     ds = Dataset()
     ds.file_meta = meta
     ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.PatientName, ds.PatientID, ds.Modality = "Test^Knee", "PID-0001", "DX"
-    ds.Rows, ds.Columns = gray.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Modality, (ds.Rows, ds.Columns) = "DX", shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    return ds
+
+
+def write_dicom(gray: np.ndarray, path: Path, kind: str = "dicom_mono2") -> Path:
+    """A DX-like DICOM: 12 bits stored in 16, with a window that maps it back to ``gray`` exactly."""
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import (
+        JPEG2000Lossless,
+        JPEGBaseline8Bit,
+        JPEGLSLossless,
+        RLELossless,
+    )
+
+    stored = gray.astype(np.uint16) * 16  # 0..4080
+    ds = dicom_12_bit(gray.shape)
+    ds.PatientName, ds.PatientID = "Test^Knee", "PID-0001"
     # y = ((x - (c - 0.5)) / (w - 1) + 0.5) * 255 = x / 16 with w = 4081, c = 2040.5
     ds.WindowCenter, ds.WindowWidth = 2040.5, 4081
     if kind == "dicom_mono1":

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from reencode import _png16_with_sbit, write_dicom
+from reencode import _png16_with_sbit, dicom_12_bit, write_dicom
 
 STORAGE_FORMS = (
     "png8",
@@ -54,21 +54,8 @@ def write_storage_form(knee: np.ndarray, form: str, folder: Path) -> Path:
 def _dicom_without_window(level: np.ndarray, path: Path, mono1: bool) -> Path:
     """12 bits stored (``1000 + 3 × level``, a narrow band of 0..4095), modality value
     ``2 × stored - 1024``, and no window, VOI LUT or anything else saying how to display it."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
     stored = 1000 + level * 3
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Modality = "DX"
-    ds.Rows, ds.Columns = level.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME1" if mono1 else "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds = dicom_12_bit(level.shape, "MONOCHROME1" if mono1 else "MONOCHROME2")
     ds.RescaleSlope, ds.RescaleIntercept = 2, -1024
     ds.PixelData = ((4095 - stored) if mono1 else stored).astype(np.uint16).tobytes()
     ds.save_as(path, enforce_file_format=True)
