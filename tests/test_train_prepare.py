@@ -4,6 +4,7 @@ nothing is lost, and no patient crosses splits."""
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -193,7 +194,7 @@ def _many_knees(root, n: int, distinct: int = 20):
     return root
 
 
-def test_prepare_holds_no_list_of_the_dataset_in_memory(tmp_path, monkeypatch):
+def test_prepare_holds_no_list_of_the_dataset_in_memory(tmp_path, monkeypatch, request):
     """The Python memory prepare holds while it writes grows by a few bytes per image, not by a
     list of every file (it was ~0.7 KiB per image): sampled after each chunk it writes, for 400 and
     2,000 images, counting what was allocated under prepare's own calls. (Sampled, not the peak: each decode briefly reserves, never touches, 256 MiB.)
@@ -215,7 +216,7 @@ def test_prepare_holds_no_list_of_the_dataset_in_memory(tmp_path, monkeypatch):
             if not tracemalloc.is_tracing():  # the warm-up run
                 return
             self.samples = getattr(self, "samples", 0) + 1
-            # only what prepare's own calls hold: a thread an earlier test left running allocates too
+            # only what prepare's own calls hold, not what other threads allocate meanwhile
             mine = tracemalloc.take_snapshot().filter_traces(
                 [tracemalloc.Filter(True, "*kneeoa_train*", all_frames=True)]
             )
@@ -227,6 +228,8 @@ def test_prepare_holds_no_list_of_the_dataset_in_memory(tmp_path, monkeypatch):
     held, manifests = [], []
     small, big = _many_knees(tmp_path / "d400", 400), _many_knees(tmp_path / "d2000", 2000)
     prepare(small, tmp_path / "warm-up", PrepareOptions(size=16), Sampler())  # TensorFlow's lazy imports, untraced
+    logging.disable(logging.CRITICAL)  # pytest keeps every log record; an earlier test may have set INFO
+    request.addfinalizer(lambda: logging.disable(logging.NOTSET))
     for n, data in ((400, small), (2000, big)):
         sampler = Sampler()
         tracemalloc.start(16)  # frames enough to see prepare's own call below any allocation
