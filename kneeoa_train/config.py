@@ -75,6 +75,10 @@ class TrainConfig:
         shuffle_buffer: Records in the shuffle buffer when streaming shards.
         backup_steps: Save the resume state every this many steps (``None``: each epoch), so a
             run killed mid-epoch loses at most that many steps.
+        swa_epochs: Average the weights of the last this many epochs (:mod:`kneeoa_train.swa`);
+            0 for none. The cosine schedule then spans the epochs before them.
+        swa_learning_rate: Constant learning rate of the averaged epochs (``None``: half of
+            ``learning_rate``).
     """
 
     train_dir: str
@@ -106,6 +110,8 @@ class TrainConfig:
     strategy: str = "auto"
     shuffle_buffer: int = 2048
     backup_steps: int | None = None
+    swa_epochs: int = 0
+    swa_learning_rate: float | None = None
 
     def __post_init__(self) -> None:
         if self.input_size < 75:
@@ -132,8 +138,20 @@ class TrainConfig:
             raise ConfigError(
                 f"shuffle_buffer and backup_steps must be at least 1, got {self.shuffle_buffer} and {self.backup_steps}"
             )
+        if not 0 <= self.swa_epochs <= self.epochs:
+            raise ConfigError(f"swa_epochs must be between 0 and epochs ({self.epochs}), got {self.swa_epochs}")
+        if self.swa_learning_rate is not None and not 0 < self.swa_learning_rate <= self.learning_rate:
+            raise ConfigError(
+                f"swa_learning_rate must be positive and at most learning_rate ({self.learning_rate}), "
+                f"got {self.swa_learning_rate}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def constant_learning_rate(self) -> float:
+        """The learning rate of the averaged epochs (when ``swa_epochs`` > 0)."""
+        return self.swa_learning_rate if self.swa_learning_rate is not None else self.learning_rate / 2
 
     def to_dict(self) -> dict:
         return asdict(self)

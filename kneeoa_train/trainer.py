@@ -6,8 +6,9 @@ augmentation in ``tf.data``, one device or a ``tf.distribute`` strategy
 Files written to ``out_dir``:
 ``model.keras`` (best on validation), ``config.json`` (effective configuration, classes and
 preprocessing), ``epochs.jsonl`` (validation figures per epoch), ``history.csv`` (Keras
-loss/accuracy), ``metrics.json`` (the chosen checkpoint's figures) and ``backup/`` (resume state,
-removed when training completes).
+loss/accuracy), ``metrics.json`` (the chosen checkpoint's figures), ``backup/`` (resume state,
+removed when training completes) and, with ``swa_epochs``, ``swa.json`` and ``swa_state.npz``
+(:mod:`kneeoa_train.swa`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .precision import keras_policy, resolve_precision
 from .resume import batches_done
 from .sources import DataSource, open_source
 from .strategy import StrategyInfo, backup_dir_name, build_before_fit, check_batch, make_strategy
+from .swa import first_averaged_epoch, weight_averaging
 
 log = logging.getLogger(__name__)
 
@@ -195,14 +197,28 @@ def _compiled_model(cfg: TrainConfig, n: int, steps: int):
     model = build_model(n, cfg.input_size, cfg.head_layer, cfg.weights, cfg.hidden_units, cfg.dropout)
     if cfg.init_from:
         init_from_model(model, cfg.init_from)
-    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(steps * cfg.epochs, 1))
     model.compile(
-        optimizer=keras.optimizers.Adam(schedule),
+        optimizer=keras.optimizers.Adam(learning_rate_schedule(cfg, steps)),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
         weighted_metrics=["accuracy"],
         jit_compile=cfg.jit_compile,
     )
     return model
+
+
+def learning_rate_schedule(cfg: TrainConfig, steps: int):
+    """Cosine decay from ``learning_rate`` over the epochs before the averaged ones (all of them
+    without SWA); with SWA it ends at, and then holds, the constant rate of the averaged epochs."""
+    import keras
+
+    decayed = cfg.epochs - cfg.swa_epochs
+    if not cfg.swa_epochs:
+        return keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(steps * cfg.epochs, 1))
+    if not decayed:
+        return cfg.constant_learning_rate
+    return keras.optimizers.schedules.CosineDecay(
+        cfg.learning_rate, decay_steps=steps * decayed, alpha=cfg.constant_learning_rate / cfg.learning_rate
+    )
 
 
 def _callbacks(cfg: TrainConfig, out: Path, data: DataSource, screening, info: StrategyInfo, n: int) -> list:
@@ -220,10 +236,18 @@ def _callbacks(cfg: TrainConfig, out: Path, data: DataSource, screening, info: S
         keras.mixed_precision.set_global_policy("float32")
         twin = build_model(n, cfg.input_size, cfg.head_layer, "none", cfg.hidden_units, cfg.dropout)
         keras.mixed_precision.set_global_policy(policy)
-    return callbacks + [
-        validation_checkpoint(data, out, screening, cfg.select_metric, save=_save_float32(cfg, n), twin=twin),
-        keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
-    ]
+    averaging = []
+    if cfg.swa_epochs:  # first in the list: the average is on disk before the resume state moves on
+        first = first_averaged_epoch(cfg.epochs, cfg.swa_epochs)
+        averaging = [weight_averaging(data, out, screening, cfg.select_metric, first, _save_float32(cfg, n), twin)]
+    return (
+        averaging
+        + callbacks
+        + [
+            validation_checkpoint(data, out, screening, cfg.select_metric, save=_save_float32(cfg, n), twin=twin),
+            keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
+        ]
+    )
 
 
 def _fit(cfg: TrainConfig, out: Path, data: DataSource, screening, strategy, info: StrategyInfo) -> Path:

@@ -101,6 +101,14 @@ from .common import quiet_tensorflow, require_training_stack
 @click.option(
     "--backup-steps", type=click.IntRange(min=1), help="Save the resume state every N steps [default: each epoch]."
 )
+@click.option(
+    "--swa-epochs",
+    type=click.IntRange(min=0),
+    help="Average the weights of the last N epochs (SWA), trained at a constant rate [default: 0, none].",
+)
+@click.option(
+    "--swa-learning-rate", type=float, help="Constant learning rate of the averaged epochs [default: half the peak]."
+)
 def train_cmd(data_dir: Path, val_dir, out_dir, config_file, **options) -> None:
     """Train InceptionV3 on DATA_DIR (one sub-folder per class; 0..4 = KL grades), or on a shard
     folder from `kneeoa prepare` (its train split streamed, its val split validating)."""
