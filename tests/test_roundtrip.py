@@ -146,3 +146,10 @@ def test_formats_below_the_floor_are_rejected_not_shipped(trained_run, knee_data
     assert "left out by --ship" in dropped["reason"] and dropped["parity_vs_keras"]["top1_agreement"] == 1.0
     assert not (tmp_path / "ok" / "model.fp32.onnx").exists()
     assert "onnx-fp32" in (tmp_path / "ok" / "MODEL_CARD.md").read_text()
+
+
+def test_the_card_names_a_weight_averaged_checkpoint_as_such():
+    from kneeoa_convert.model_card import _chosen
+
+    assert _chosen({"epoch": 6}) == "epoch 6"
+    assert _chosen({"epoch": "swa", "swa_epochs": [1, 2, 3, 4]}) == "the average of epochs 1, 2, 3, 4 (SWA)"
