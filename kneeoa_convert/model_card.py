@@ -9,6 +9,7 @@ from edge_infer.manifest import MANIFEST_FILE, load_manifest
 from edge_infer.metrics import figure
 from kneeoa_train.config import training_command
 from kneeoa_train.model import NO_WEIGHTS
+from kneeoa_train.swa import chosen_checkpoint
 
 CARD_FILE = "MODEL_CARD.md"
 
@@ -96,13 +97,6 @@ def _model_dir_arg(m) -> str:
     return f"models/{m.model_dir.name}" if m.model_dir.parent.name == "models" else str(m.model_dir)
 
 
-def _chosen(validation: dict) -> str:
-    """``epoch 6``, or for a weight-averaged checkpoint ``the average of epochs 1, 2, 3, 4 (SWA)``."""
-    if validation.get("epoch") == "swa":
-        return f"the average of epochs {', '.join(map(str, validation.get('swa_epochs', [])))} (SWA)"
-    return f"epoch {validation.get('epoch', 'n/a')}"
-
-
 def _training_commands(training: dict) -> list[str]:
     stages = [st for st in training.get("earlier_stages") or [] if st.get("config")]
     if not stages:
@@ -117,7 +111,7 @@ def _training_commands(training: dict) -> list[str]:
     for st in stages:
         v = (st.get("validation") or {}).get("val", {})
         lines += [
-            f"# {st['config']['input_size']} px: selected {_chosen(st.get('validation') or {})}, "
+            f"# {st['config']['input_size']} px: selected {chosen_checkpoint(st.get('validation') or {})}, "
             f"val accuracy {_fmt(v.get('accuracy'))}, QWK {_fmt(v.get('quadratic_weighted_kappa'))}",
             training_command(st["config"]),
         ]
@@ -175,7 +169,8 @@ def _training_section(d: dict) -> list[str]:
         f"{'these commands rebuild' if training.get('earlier_stages') else 'this command rebuilds'} it "
         "(training from scratch is not bit-for-bit repeatable, so expect figures close to, not equal to, these).",
         "",
-        f"Checkpoint chosen on validation {chosen.get('selected_on', '')}: {_chosen(chosen)} of {cfg['epochs']}.",
+        f"Checkpoint chosen on validation {chosen.get('selected_on', '')}: {chosen_checkpoint(chosen)} "
+        f"(the run had {cfg['epochs']} epochs).",
         "",
         *_strategy_line(training.get("strategy")),
     ]

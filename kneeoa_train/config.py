@@ -140,6 +140,8 @@ class TrainConfig:
             )
         if not 0 <= self.swa_epochs <= self.epochs:
             raise ConfigError(f"swa_epochs must be between 0 and epochs ({self.epochs}), got {self.swa_epochs}")
+        if self.swa_learning_rate is not None and not self.swa_epochs:
+            raise ConfigError("swa_learning_rate is the rate of the averaged epochs: give swa_epochs too")
         if self.swa_learning_rate is not None and not 0 < self.swa_learning_rate <= self.learning_rate:
             raise ConfigError(
                 f"swa_learning_rate must be positive and at most learning_rate ({self.learning_rate}), "
@@ -207,6 +209,8 @@ LEGACY_VALUES = {
     "strategy": "one",
     "shuffle_buffer": 2048,
     "backup_steps": None,
+    "swa_epochs": 0,
+    "swa_learning_rate": None,
 }
 """What runs recorded before an option existed trained with: a saved configuration that lacks
 the key means this value (not today's default)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .config import CONFIG_FILE, training_command
 from .errors import TrainSetupError
+from .swa import chosen_checkpoint, epoch_span
 
 
 def summarise(run_dir: str | Path) -> dict:
@@ -44,12 +45,6 @@ def summarise(run_dir: str | Path) -> dict:
         state = f"{len(epochs)} of {planned} epochs"
     swa = _json(run / "swa.json") if (run / "swa.json").is_file() else None
     return {"name": run.name, "config": config["train"], "epochs": epochs, "best": best, "state": state, "swa": swa}
-
-
-def _span(epochs: list[int]) -> str:
-    return (
-        f"{epochs[0]}–{epochs[-1]}" if epochs == list(range(epochs[0], epochs[-1] + 1)) else ", ".join(map(str, epochs))
-    )
 
 
 def _json(path: Path):
@@ -90,12 +85,8 @@ def markdown(run_dirs: list[str | Path]) -> str:
         ]
         if run["best"]:
             v = run["best"]["val"]
-            chosen = run["best"]["epoch"]
-            chosen = (
-                f"the average of epochs {_span(run['best']['swa_epochs'])}" if chosen == "swa" else f"epoch {chosen}"
-            )
             lines.append(
-                f"Selected {chosen}: accuracy {v['accuracy']:.3f}, "
+                f"Selected {chosen_checkpoint(run['best'])}: accuracy {v['accuracy']:.3f}, "
                 f"QWK {v['quadratic_weighted_kappa']:.3f}, AUC (KL ≥ 2) {v.get('screening_auc', float('nan')):.3f}."
             )
         lines += [
@@ -113,7 +104,7 @@ def markdown(run_dirs: list[str | Path]) -> str:
         if run["swa"]:
             v = run["swa"]["val"]
             lines.append(
-                f"| average of {_span(run['swa']['epochs'])} (SWA) | | | {v['accuracy']:.3f} | {v['balanced_accuracy']:.3f} | "
+                f"| average of {epoch_span(run['swa']['epochs'])} (SWA) | | | {v['accuracy']:.3f} | {v['balanced_accuracy']:.3f} | "
                 f"{v['quadratic_weighted_kappa']:.3f} | {v['mean_absolute_error']:.3f} | "
                 f"{v.get('screening_auc', float('nan')):.3f} | |"
             )

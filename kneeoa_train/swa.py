@@ -5,9 +5,11 @@ are averaged (batch-norm statistics included, not re-estimated). When training e
 is validated like any epoch and competes with the per-epoch checkpoints on the selection metric:
 ``model.keras`` is whichever is best, and ``swa.json`` records the average's figures either way.
 
-The running sum lives in ``swa_state.npz`` in the run directory and is written before the
-resume state of an epoch (the callback runs first), so a run killed and resumed neither loses an
-epoch from the average nor counts one twice (each epoch is added once, by number).
+The running sum lives in ``swa_state.npz`` in the run directory. Each epoch is added once, by
+number, so a resumed run that repeats an epoch does not count it twice; with per-epoch resume
+state (the default) the sum is written before that state (the callback runs first), so a killed
+run loses no epoch from the average either. An epoch whose weights are not finite (a diverged
+run, stopped by ``TerminateOnNaN``) is never added.
 """
 
 from __future__ import annotations
@@ -25,6 +27,27 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "swa_state.npz"
 REPORT_FILE = "swa.json"
+
+
+def epoch_span(epochs: list[int]) -> str:
+    """``1–4`` for consecutive epochs, else ``1, 3, 4``."""
+    if epochs and epochs == list(range(epochs[0], epochs[-1] + 1)) and len(epochs) > 1:
+        return f"{epochs[0]}–{epochs[-1]}"
+    return ", ".join(map(str, epochs))
+
+
+def chosen_checkpoint(best: dict) -> str:
+    """What ``best.json`` / ``metrics.json`` selected: ``epoch 6``, or ``the average of epochs
+    1–4 (SWA)``."""
+    if best.get("epoch") == "swa":
+        return f"the average of epochs {epoch_span(best.get('swa_epochs', []))} (SWA)"
+    return f"epoch {best.get('epoch', 'n/a')}"
+
+
+def average_wins(score: float, best: dict, metric: str) -> bool:
+    """Whether the average becomes the checkpoint: it beats the best epoch, or it already is the
+    checkpoint (a run resumed after its last epoch, before its resume state was removed)."""
+    return best.get("epoch") == "swa" or bool(score > best.get(metric, -np.inf))
 
 
 def first_averaged_epoch(epochs: int, swa_epochs: int) -> int:
@@ -48,12 +71,17 @@ class RunningAverage:
         """Add one epoch's weights; ``False`` (nothing added) if that epoch is already in."""
         if epoch in self.epochs:
             return False
+        if not all(np.isfinite(w).all() for w in weights if np.issubdtype(np.asarray(w).dtype, np.floating)):
+            log.warning("epoch %d: weights not finite; not added to the average", epoch)
+            return False
         if self.sums is None:
             self.sums = [np.asarray(w, np.float64).copy() for w in weights]
         else:
             if len(weights) != len(self.sums):
                 raise ValueError(f"{self.path}: {len(weights)} weight arrays, the average holds {len(self.sums)}")
             for s, w in zip(self.sums, weights, strict=True):
+                if s.shape != np.shape(w):
+                    raise ValueError(f"{self.path}: a weight of shape {np.shape(w)} where the average holds {s.shape}")
                 s += np.asarray(w, np.float64)
         self.epochs.append(epoch)
         self._save()
@@ -98,7 +126,7 @@ def weight_averaging(data, out_dir: Path, screening, metric: str, first_epoch: i
             summary = classification_summary(data.val_labels(), data.predict_val(model), screening)
             best_file = out_dir / "best.json"
             best = json.loads(best_file.read_text()) if best_file.is_file() else {}
-            chosen = bool(summary[metric] > best.get(metric, -np.inf))
+            chosen = average_wins(summary[metric], best, metric)
             report = {"epochs": self.running.epochs, "val": summary, "selected": chosen}
             (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
             if chosen:
@@ -114,7 +142,7 @@ def weight_averaging(data, out_dir: Path, screening, metric: str, first_epoch: i
                 self.running.epochs,
                 summary["accuracy"],
                 summary["quadratic_weighted_kappa"],
-                "  (best, saved)" if chosen else f"  (epoch {best.get('epoch')} stays the checkpoint)",
+                "  (best, saved)" if chosen else f"  ({chosen_checkpoint(best)} stays the checkpoint)",
             )
 
     return WeightAveraging()

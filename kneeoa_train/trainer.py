@@ -30,9 +30,10 @@ from .memory import cap_malloc_arenas
 from .model import build_model
 from .precision import keras_policy, resolve_precision
 from .resume import batches_done
+from .schedule import learning_rate_schedule
 from .sources import DataSource, open_source
 from .strategy import StrategyInfo, backup_dir_name, build_before_fit, check_batch, make_strategy
-from .swa import first_averaged_epoch, weight_averaging
+from .swa import chosen_checkpoint, first_averaged_epoch, weight_averaging
 
 log = logging.getLogger(__name__)
 
@@ -206,21 +207,6 @@ def _compiled_model(cfg: TrainConfig, n: int, steps: int):
     return model
 
 
-def learning_rate_schedule(cfg: TrainConfig, steps: int):
-    """Cosine decay from ``learning_rate`` over the epochs before the averaged ones (all of them
-    without SWA); with SWA it ends at, and then holds, the constant rate of the averaged epochs."""
-    import keras
-
-    decayed = cfg.epochs - cfg.swa_epochs
-    if not cfg.swa_epochs:
-        return keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(steps * cfg.epochs, 1))
-    if not decayed:
-        return cfg.constant_learning_rate
-    return keras.optimizers.schedules.CosineDecay(
-        cfg.learning_rate, decay_steps=steps * decayed, alpha=cfg.constant_learning_rate / cfg.learning_rate
-    )
-
-
 def _callbacks(cfg: TrainConfig, out: Path, data: DataSource, screening, info: StrategyInfo, n: int) -> list:
     import keras
 
@@ -279,8 +265,8 @@ def _fit(cfg: TrainConfig, out: Path, data: DataSource, screening, strategy, inf
     best = json.loads((out / "best.json").read_text())
     (out / "metrics.json").write_text(json.dumps({"selected_on": cfg.select_metric, **best}, indent=2) + "\n")
     log.info(
-        "best epoch %d: %s = %.4f; model at %s",
-        best["epoch"],
+        "selected %s: %s = %.4f; model at %s",
+        chosen_checkpoint(best),
         cfg.select_metric,
         best[cfg.select_metric],
         out / MODEL_FILE,

@@ -149,7 +149,8 @@ def test_formats_below_the_floor_are_rejected_not_shipped(trained_run, knee_data
 
 
 def test_the_card_names_a_weight_averaged_checkpoint_as_such():
-    from kneeoa_convert.model_card import _chosen
+    from kneeoa_train.swa import chosen_checkpoint
 
-    assert _chosen({"epoch": 6}) == "epoch 6"
-    assert _chosen({"epoch": "swa", "swa_epochs": [1, 2, 3, 4]}) == "the average of epochs 1, 2, 3, 4 (SWA)"
+    assert chosen_checkpoint({"epoch": 6}) == "epoch 6"
+    assert chosen_checkpoint({"epoch": "swa", "swa_epochs": [1, 2, 3, 4]}) == "the average of epochs 1–4 (SWA)"
+    assert chosen_checkpoint({"epoch": "swa", "swa_epochs": [2, 4]}) == "the average of epochs 2, 4 (SWA)"

@@ -33,6 +33,40 @@ def test_the_average_is_the_mean_of_each_epoch_added_once_across_a_resume(tmp_pa
     assert not list(tmp_path.glob("*.tmp*")), "the state is replaced whole, no temporary file left"
 
 
+def test_an_epoch_with_weights_that_are_not_finite_is_never_added(tmp_path):
+    from kneeoa_train.swa import RunningAverage
+
+    running = RunningAverage(tmp_path / "s.npz")
+    running.add(1, _weights(1.0))
+    assert not running.add(2, _weights(float("nan")))
+    assert RunningAverage(tmp_path / "s.npz").epochs == [1]
+
+
+@pytest.mark.parametrize(
+    ("score", "best", "wins"),
+    [
+        (0.80, {"quadratic_weighted_kappa": 0.78, "epoch": 3}, True),
+        (0.77, {"quadratic_weighted_kappa": 0.78, "epoch": 3}, False),
+        (0.78, {"quadratic_weighted_kappa": 0.78, "epoch": 3}, False),
+        (0.10, {}, True),
+        # resumed after the last epoch, once the average had been saved as the checkpoint
+        (0.80, {"quadratic_weighted_kappa": 0.80, "epoch": "swa", "swa_epochs": [2, 3]}, True),
+    ],
+)
+def test_the_average_becomes_the_checkpoint_only_by_beating_the_best_epoch(score, best, wins):
+    from kneeoa_train.swa import average_wins
+
+    assert average_wins(score, best, "quadratic_weighted_kappa") is wins
+
+
+def test_a_run_recorded_before_averaging_existed_resumes_without_it():
+    from kneeoa_train.config import with_legacy_values
+
+    saved = {"train_dir": "t", "val_dir": "v", "out_dir": "o", "epochs": 10, "precision": "float32"}
+    restored = with_legacy_values(saved)
+    assert restored["swa_epochs"] == 0 and restored["swa_learning_rate"] is None
+
+
 def test_an_empty_or_mismatched_average_says_so(tmp_path):
     from kneeoa_train.swa import RunningAverage
 
@@ -42,6 +76,8 @@ def test_an_empty_or_mismatched_average_says_so(tmp_path):
     running.add(1, _weights(1.0))
     with pytest.raises(ValueError, match="2 weight arrays, the average holds 3"):
         running.add(2, _weights(1.0)[:2])
+    with pytest.raises(ValueError, match=r"a weight of shape \(2, 3\) where the average holds \(3, 2\)"):
+        running.add(2, [np.zeros((2, 3), np.float32), *_weights(1.0)[1:]])
 
 
 def test_the_schedule_decays_to_the_constant_rate_and_holds_it_through_the_averaged_epochs():
@@ -66,7 +102,8 @@ def test_the_schedule_decays_to_the_constant_rate_and_holds_it_through_the_avera
     ("options", "message"),
     [
         ({"epochs": 2, "swa_epochs": 3}, "swa_epochs must be between 0 and epochs"),
-        ({"learning_rate": 1e-4, "swa_learning_rate": 1e-3}, "swa_learning_rate must be positive and at most"),
+        ({"learning_rate": 1e-4, "swa_epochs": 1, "swa_learning_rate": 1e-3}, "must be positive and at most"),
+        ({"swa_learning_rate": 1e-4}, "give swa_epochs too"),
     ],
 )
 def test_impossible_averaging_options_are_refused(options, message):
@@ -104,7 +141,10 @@ def test_a_run_averages_its_last_epochs_and_keeps_whichever_validates_best(knee_
     epochs = [json.loads(line) for line in (out / "epochs.jsonl").read_text().splitlines()]
     best_epoch = max(epochs, key=lambda r: r["val"]["quadratic_weighted_kappa"])["val"]["quadratic_weighted_kappa"]
     assert report["selected"] == (report["val"]["quadratic_weighted_kappa"] > best_epoch)
-    assert best["epoch"] == ("swa" if report["selected"] else best["epoch"])
+    if report["selected"]:
+        assert best["epoch"] == "swa" and best["swa_epochs"] == [2, 3]
+    else:
+        assert best["val"]["quadratic_weighted_kappa"] == best_epoch and best["epoch"] in (1, 2, 3)
     assert json.loads((out / "config.json").read_text())["train"]["swa_epochs"] == 2
     from kneeoa_train.runlog import markdown
 
@@ -115,3 +155,19 @@ def test_a_run_averages_its_last_epochs_and_keeps_whichever_validates_best(knee_
         with np.load(out / "swa_state.npz") as z:
             expected = z["w0"] / 2
         np.testing.assert_allclose(keras.saving.load_model(path).get_weights()[0], expected, rtol=1e-6)
+
+
+def test_a_run_directory_from_before_averaging_can_still_be_resumed(tmp_path):
+    """Its config.json lacks the SWA keys; resuming it with the same options is not a new run."""
+    from kneeoa_train.config import TrainConfig
+    from kneeoa_train.errors import TrainSetupError
+    from kneeoa_train.trainer import _check_run_dir
+
+    cfg = TrainConfig(train_dir="t", val_dir="v", out_dir=str(tmp_path), epochs=10)
+    old = {k: v for k, v in cfg.to_dict().items() if not k.startswith("swa_")}
+    (tmp_path / "config.json").write_text(json.dumps({"train": old}))
+    _check_run_dir(tmp_path, cfg)
+    with pytest.raises(TrainSetupError, match="different configuration \\(swa_epochs\\)"):
+        _check_run_dir(
+            tmp_path, TrainConfig(train_dir="t", val_dir="v", out_dir=str(tmp_path), epochs=10, swa_epochs=2)
+        )
