@@ -92,7 +92,7 @@ EDITS = {  # the probe's cases first, then their siblings
     "unknown format": (lambda d: d["artifacts"].update({"onnx-int4": d["artifacts"]["onnx-int8"]}), r"artifacts\.onnx-int4: expected one of"),
     "one file twice": (_set(("artifacts", "tflite-dynamic", "file"), "model.int8.onnx"), r"artifacts\.tflite-dynamic\.file: 'model\.int8\.onnx' is also artifacts\.onnx-int8's file"),
     "head as an artifact": (_set(("artifacts", "onnx-int8", "file"), "head.npz"), r"artifacts\.onnx-int8\.file: 'head\.npz' is also gradcam_head's file"),
-    "default format absent": (_set(("default_format",), "tflite-int8"), r"default_format: 'tflite-int8' is not among"),
+    "default format absent": (_set(("default_format",), "onnx-fp32"), r"default_format: 'onnx-fp32' is not among"),
     "gate threshold NaN": (_set(("gate", "formats", "onnx-int8", "thresholds", "distance"), math.nan), r"gate\.formats\.onnx-int8\.thresholds\.distance: "),
     "classes missing": (lambda d: d.pop("classes"), r"classes: missing"),
     "classes a string": (_set(("classes",), "KL0,KL1"), r"classes: expected a list"),

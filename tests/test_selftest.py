@@ -95,7 +95,7 @@ def test_a_valid_edit_that_changes_the_answer_is_refused(model, section, change)
     [
         lambda d: d["preprocess"].update(value_range=[0.0, 1.0]),
         lambda d: d["preprocess"].update(value_range=[-1.0, 0.9]),
-        lambda d: d["preprocess"].update(intensity={"method": "percentile", "low": 0.5, "high": 99.5}),
+        lambda d: d["preprocess"].update(intensity={"method": "percentile", "low": 5.0, "high": 95.0}),
     ],
     ids=["value range 0..1", "value range -1..0.9", "intensity stretch"],
 )
