@@ -1,7 +1,7 @@
 """Two models side by side from their `kneeoa bench --json` files, run one after the other on the
 same machine: per format and thread count, each model's per-knee batch time and the ratio.
 
-    python benchmarks/compare_models.py OLD.json NEW.json [--out benchmarks/MODEL_V2.md]
+    python benchmarks/compare_models.py OLD.json NEW.json
 
 The ratio that matters for a model's latency budget is ``e2e`` (a batch as `edge-infer` runs
 it, per knee); the raw invoke is shown too.
@@ -24,8 +24,8 @@ def compare(old_path: Path, new_path: Path) -> str:
     new, new_rows = _rows(new_path)
     lines = [
         f"| format | threads | {old['model']} raw ms | {new['model']} raw ms | raw ratio | "
-        f"{old['model']} e2e ms | {new['model']} e2e ms | e2e ratio | gate cost % (new) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"{old['model']} e2e ms | {new['model']} e2e ms | e2e ratio | e2e / raw (new) | gate cost % (new) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key in sorted(set(old_rows) & set(new_rows)):
         o, n = old_rows[key], new_rows[key]
@@ -33,14 +33,15 @@ def compare(old_path: Path, new_path: Path) -> str:
         o_e2e, n_e2e = o["end_to_end"]["median_ms"], n["end_to_end"]["median_ms"]
         lines.append(
             f"| `{key[0]}` | {key[1]} | {o_raw:.2f} | {n_raw:.2f} | {n_raw / o_raw:.2f} | "
-            f"{o_e2e:.2f} | {n_e2e:.2f} | {n_e2e / o_e2e:.2f} | {100 * n['gate_cost']:.1f} |"
+            f"{o_e2e:.2f} | {n_e2e:.2f} | {n_e2e / o_e2e:.2f} | {n['end_to_end']['ratio_to_raw']:.2f} | "
+            f"{100 * n['gate_cost']:.1f} |"
         )
     only_new = sorted(set(new_rows) - set(old_rows))
     for key in only_new:
         n = new_rows[key]
         lines.append(
             f"| `{key[0]}` (new only) | {key[1]} | – | {n['latency']['median_ms']:.2f} | – | – | "
-            f"{n['end_to_end']['median_ms']:.2f} | – | {100 * n['gate_cost']:.1f} |"
+            f"{n['end_to_end']['median_ms']:.2f} | – | {n['end_to_end']['ratio_to_raw']:.2f} | {100 * n['gate_cost']:.1f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -76,6 +76,7 @@ def test_a_schema_1_manifest_cannot_carry_a_percentile_contract(tmp_path):
     data = json.loads((model / "manifest.json").read_text())
     data["schema_version"] = 1  # as the v1 model shipped, before its gate was fitted
     data.pop("gate", None)
+    data["preprocess"].pop("intensity", None)  # schema 1 had no intensity block
     (model / "manifest.json").write_text(json.dumps(data))
     assert load_manifest(model).preprocess.intensity == "stored"
     data["preprocess"]["intensity"] = {"method": "percentile", "low": 0.5, "high": 99.5}
