@@ -251,7 +251,9 @@ def test_build_refuses_an_existing_output_and_an_absent_format(standin_wheelhous
     taken = runner.invoke(kneeoa_main, [*args, "--out", str(tmp_path / "taken")])
     assert taken.exit_code == 1 and "exists and is not an empty folder" in taken.output
     absent = runner.invoke(kneeoa_main, [*args, "--formats", "tflite-fp16", "--out", str(tmp_path / "new")])
-    assert absent.exit_code == 1 and "no tflite-fp16 here; it has onnx-int8, tflite-dynamic, tflite-int8" in absent.output
+    assert (
+        absent.exit_code == 1 and "no tflite-fp16 here; it has onnx-int8, tflite-dynamic, tflite-int8" in absent.output
+    )
     bad = runner.invoke(kneeoa_main, [*args, "--platform", "linux-sparc", "--out", str(tmp_path / "new")])
     assert bad.exit_code == 2 and "unknown platform" in bad.output
     assert not (tmp_path / "new").exists()
